@@ -66,7 +66,9 @@ class AuditResult:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], arrays: dict[str, np.ndarray] | None = None) -> AuditResult:
+    def from_dict(
+        cls, d: dict[str, Any], arrays: dict[str, np.ndarray] | None = None
+    ) -> AuditResult:
         return cls(
             name=d["name"],
             status=d["status"],
@@ -93,7 +95,12 @@ class Verdict:
     breached: bool
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rule": self.rule, "metric": self.metric, "value": self.value, "breached": self.breached}
+        return {
+            "rule": self.rule,
+            "metric": self.metric,
+            "value": self.value,
+            "breached": self.breached,
+        }
 
 
 @dataclass
@@ -109,7 +116,9 @@ class RunResult:
         for a in self.audits:
             if a.name == name:
                 return a
-        raise KeyError(f"no audit named '{name}' in this run; have: {[a.name for a in self.audits]}")
+        raise KeyError(
+            f"no audit named '{name}' in this run; have: {[a.name for a in self.audits]}"
+        )
 
     @property
     def breached(self) -> bool:

@@ -62,12 +62,16 @@ class Split:
     def audit_records(self) -> tuple[Records, np.ndarray]:
         """Members then non-members as one `Records`, with the ground-truth membership (1/0)."""
         m, n = self.members, self.nonmembers
-        cols = {k: np.concatenate([m.columns[k], n.columns[k]]) for k in m.columns if k in n.columns}
+        cols = {
+            k: np.concatenate([m.columns[k], n.columns[k]]) for k in m.columns if k in n.columns
+        }
         records = Records(
             x=np.concatenate([m.x, n.x]),
             y=np.concatenate([m.y, n.y]),
             columns=cols,
             source=f"{m.source} + {n.source}",
         )
-        is_member = np.concatenate([np.ones(len(m), dtype=np.int8), np.zeros(len(n), dtype=np.int8)])
+        is_member = np.concatenate(
+            [np.ones(len(m), dtype=np.int8), np.zeros(len(n), dtype=np.int8)]
+        )
         return records, is_member

@@ -1,1 +1,25 @@
-"""unmeasured.audits.membership"""
+"""Membership inference: was this record in the training data?"""
+
+from unmeasured.audits.membership.attack import MembershipAttack
+from unmeasured.audits.membership.baselines import (
+    ConfidenceAttack,
+    EntropyAttack,
+    LossAttack,
+    ModifiedEntropyAttack,
+)
+from unmeasured.audits.membership.label_only import LabelOnlyGapAttack
+from unmeasured.audits.membership.lira import LiRA
+from unmeasured.audits.membership.rmia import RMIA
+from unmeasured.audits.membership.shadow import ShadowModelAttack
+
+__all__ = [
+    "RMIA",
+    "ConfidenceAttack",
+    "EntropyAttack",
+    "LabelOnlyGapAttack",
+    "LiRA",
+    "LossAttack",
+    "MembershipAttack",
+    "ModifiedEntropyAttack",
+    "ShadowModelAttack",
+]

@@ -1,0 +1,99 @@
+"""`MembershipAttack`: the family base that owns scoring, metrics, calibration and per-class
+breakdowns, so each attack file holds only its method (``attack_scores``)."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import ClassVar
+
+import numpy as np
+
+from unmeasured.audits.base import BOOLEAN, Audit, AuditContext, Constraint, interval
+from unmeasured.results import AuditResult
+from unmeasured.stats import calibrate_threshold, membership_metrics, rates_at_threshold
+
+MIN_GROUP_SIZE = 20
+
+
+class MembershipAttack(Audit):
+    """Base class of membership-inference attacks.
+
+    Args:
+        fpr: the target false-positive rate of the operating point. When population data is
+            given, the decision threshold is calibrated on the population's scores (known
+            non-members, never the audited ground truth), and the rates it actually achieves on
+            the audited members and non-members are reported as ``operating_tpr`` and
+            ``false_alarm_rate``.
+        per_class: also report metrics per true class (classes with fewer than 20 members or
+            non-members are left out).
+    """
+
+    requires = frozenset({"scores"})
+    constraints: ClassVar[dict[str, Constraint]] = {"fpr": interval(0, 1), "per_class": BOOLEAN}
+    #: whether `attack_scores` can score the population (for a ground-truth-free threshold)
+    scores_population: bool = True
+
+    def __init__(self, *, fpr: float = 0.01, per_class: bool = True) -> None:
+        self.fpr = fpr
+        self.per_class = per_class
+        self.validate()
+
+    @abstractmethod
+    def attack_scores(self, ctx: AuditContext, which: str) -> np.ndarray:
+        """Membership scores (higher = more likely member) for ``"audit"`` records (members then
+        non-members) or ``"population"`` records."""
+
+    def run(self, ctx: AuditContext) -> AuditResult:
+        records, is_member = ctx.split.audit_records()
+        scores = np.asarray(self.attack_scores(ctx, "audit"), dtype=np.float64)
+        metrics = membership_metrics(scores, is_member, confidence=ctx.confidence)
+        details: dict[str, object] = {
+            "n_members": int(is_member.sum()),
+            "n_nonmembers": int((1 - is_member).sum()),
+        }
+        if ctx.split.population is not None and self.scores_population:
+            population_scores = np.asarray(self.attack_scores(ctx, "population"), dtype=np.float64)
+            threshold = calibrate_threshold(population_scores, self.fpr)
+            rates = rates_at_threshold(scores, is_member, threshold, confidence=ctx.confidence)
+            metrics["operating_tpr"] = rates["tpr"]
+            metrics["false_alarm_rate"] = rates["fpr"]
+            metrics["operating_precision"] = rates["precision"]
+            details["operating_point"] = {
+                "target_fpr": self.fpr,
+                "threshold": float(threshold),
+                "calibrated_on": "population",
+                "n_population": len(population_scores),
+            }
+        else:
+            details["operating_point"] = None
+            details["operating_point_reason"] = (
+                "no population data: a threshold cannot be chosen without the ground truth"
+                if ctx.split.population is None
+                else f"{self.name} cannot score the population"
+            )
+        groups = self._per_class(scores, is_member, records.y, ctx) if self.per_class else {}
+        return AuditResult(
+            name=self.name,
+            metrics=metrics,
+            groups=groups,
+            arrays={
+                "scores": scores.astype(np.float32),
+                "is_member": is_member.astype(np.int8),
+                "label": records.y.astype(np.int64),
+                "record_index": np.arange(len(scores), dtype=np.int64),
+            },
+            details=details,
+        )
+
+    def _per_class(self, scores, is_member, y, ctx):  # type: ignore[no-untyped-def]
+        groups = {}
+        for c in np.unique(y):
+            mask = y == c
+            n_in = int(is_member[mask].sum())
+            n_out = int(mask.sum()) - n_in
+            if min(n_in, n_out) < MIN_GROUP_SIZE:
+                continue
+            groups[f"class={int(c)}"] = membership_metrics(
+                scores[mask], is_member[mask], confidence=ctx.confidence
+            )
+        return groups

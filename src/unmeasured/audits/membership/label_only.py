@@ -1,0 +1,37 @@
+"""The label-only gap attack (Yeom et al. 2018): guess "member" when the target classifies the
+record correctly. It needs nothing but predicted labels, so it bounds what a labels-only API
+leaks at the coarsest level; its scores take two values, so its ROC has a single operating
+point."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from unmeasured.audits.base import AuditContext
+from unmeasured.audits.membership.attack import MembershipAttack
+from unmeasured.audits.registry import register
+
+
+@register
+class LabelOnlyGapAttack(MembershipAttack):
+    """Flags correctly classified records (needs predicted labels only)."""
+
+    name = "membership.label_only"
+    summary = "label-only gap attack: correct = member (Yeom et al. 2018)"
+    requires = frozenset({"labels"})
+
+    def attack_scores(self, ctx: AuditContext, which: str) -> np.ndarray:
+        records = ctx.records(which)
+        key = f"labels/{which}"
+        if key not in ctx._memo:
+            if which == "audit":
+                predicted = np.concatenate(
+                    [
+                        ctx.target.predict_labels(ctx.split.members.x),
+                        ctx.target.predict_labels(ctx.split.nonmembers.x),
+                    ]
+                )
+            else:
+                predicted = ctx.target.predict_labels(records.x)
+            ctx._memo[key] = predicted
+        return (ctx._memo[key] == records.y).astype(np.float64)

@@ -1,0 +1,47 @@
+"""Binomial confidence intervals."""
+
+from __future__ import annotations
+
+from scipy.stats import beta
+
+from unmeasured.errors import InputError
+
+
+def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The exact (Clopper–Pearson) two-sided interval for a binomial proportion ``k / n``.
+
+    Args:
+        k: successes, ``0 <= k <= n``.
+        n: trials, ``n >= 1``.
+        confidence: coverage, in (0, 1).
+
+    Returns:
+        ``(low, high)``; ``low = 0`` when ``k = 0`` and ``high = 1`` when ``k = n``.
+
+    Raises:
+        InputError: ``n < 1``, ``k`` outside ``[0, n]`` or ``confidence`` outside (0, 1).
+
+    Example:
+        >>> tuple(round(v, 4) for v in clopper_pearson(0, 10))
+        (0.0, 0.3085)
+    """
+    if n < 1:
+        raise InputError(f"n must be at least 1, got {n}")
+    if not 0 <= k <= n:
+        raise InputError(f"k must be in [0, n={n}], got {k}")
+    if not 0 < confidence < 1:
+        raise InputError(f"confidence must be in (0, 1), got {confidence}")
+    alpha = 1 - confidence
+    low = 0.0 if k == 0 else float(beta.ppf(alpha / 2, k, n - k + 1))
+    high = 1.0 if k == n else float(beta.ppf(1 - alpha / 2, k + 1, n - k))
+    return low, high
+
+
+def clopper_pearson_lower(k: int, n: int, confidence: float = 0.95) -> float:
+    """One-sided lower bound: ``p >= low`` with probability ``confidence``."""
+    return clopper_pearson(k, n, 2 * confidence - 1)[0]
+
+
+def clopper_pearson_upper(k: int, n: int, confidence: float = 0.95) -> float:
+    """One-sided upper bound: ``p <= high`` with probability ``confidence``."""
+    return clopper_pearson(k, n, 2 * confidence - 1)[1]

@@ -97,6 +97,15 @@ def test_tpr_at_fpr_interval_coverage() -> None:
     assert hits / 200 >= 0.93
 
 
+def test_tpr_at_fpr_binary_scores_interval_is_ordered() -> None:
+    rng = np.random.default_rng(0)
+    s = np.r_[rng.random(500) < 0.98, rng.random(650) < 0.9].astype(float)
+    lab = np.r_[np.ones(500, int), np.zeros(650, int)]
+    est = tpr_at_fpr(s, lab, 0.01)
+    assert est.value == 0.0  # flagging the "correct" tie would flag ~90% of non-members
+    assert est.ci[0] <= est.value <= est.ci[1]
+
+
 def test_tpr_at_fpr_extremes() -> None:
     s, lab = _gauss(3, 1000, 1000, 0.0)
     lo, hi = tpr_at_fpr(s, lab, 0.01).ci

@@ -3,12 +3,14 @@
 Conventions: ``scores`` higher = more likely a member (positive); ``labels`` 1 = member,
 0 = non-member; a threshold ``t`` flags records with ``score >= t``.
 
-**TPR at a fixed FPR.** The point value is the TPR of the most permissive threshold whose
-empirical FPR on the non-members does not exceed the target (ties never push it over). Its
-interval covers the TPR at the *true* threshold of that FPR, so it accounts for two sources of
-error: the members sampled, and the threshold estimated from the non-members. The true threshold
-is bracketed by two order statistics of the non-member scores chosen from Binomial(n0, FPR)
-quantiles (error α/2), then a one-sided Clopper–Pearson bound is taken at each end (α/4 each).
+**TPR at a fixed FPR.** The target quantity is ``P(member score > τ)`` where ``τ`` is the
+lowest threshold whose true FPR, ``P(non-member score > τ)``, is at most the target. The point
+value is the TPR of the most permissive threshold whose empirical FPR on the non-members does
+not exceed the target (ties never push it over). Its interval accounts for two sources of error:
+the members sampled, and the threshold estimated from the non-members. ``τ`` is bracketed by two
+order statistics of the non-member scores chosen from Binomial(n0, FPR) quantiles (error α/4 on
+each side), then a one-sided Clopper–Pearson bound on the members is taken at each end (α/4
+each); this holds for tied and discrete scores too.
 
 **Not estimable.** A TPR at FPR ``f`` is reported as not estimable when the non-members are too
 few for the threshold to rest on anything: ``n0 · f < 5`` (fewer than five expected false
@@ -135,7 +137,7 @@ def tpr_at_fpr(
     k_hi = int(binom.isf(alpha / 4, n0, fpr))
     strict = neg_desc[k_lo - 1] if k_lo >= 1 else np.inf
     loose = neg_desc[k_hi] if k_hi < n0 else -np.inf
-    low = clopper_pearson_lower(int((pos >= strict).sum()), n1, 1 - alpha / 4)
+    low = clopper_pearson_lower(int((pos > strict).sum()), n1, 1 - alpha / 4)
     high = clopper_pearson_upper(int((pos > loose).sum()), n1, 1 - alpha / 4)
     return Estimate(value=value, ci=(low, high), n=n1, confidence=confidence)
 

@@ -1,0 +1,129 @@
+"""Planted truth for the reference-model attacks (LiRA, RMIA, shadow models) and the label-only
+baseline, with reference models trained through a real recipe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+
+from unmeasured.api import audit
+from unmeasured.audits.membership.reference import balanced_masks, plan_masks
+from unmeasured.audits.registry import create
+from unmeasured.errors import ConfigError
+from unmeasured.training import MLPRecipe
+
+RECIPE = MLPRecipe(hidden=(128,), epochs=40, batch_size=64, lr=3e-3)
+
+
+@pytest.fixture(scope="module")
+def digits_split():
+    digits = load_digits()
+    x = (digits.data / 16.0).astype(np.float32)
+    y = digits.target.astype(np.int64)
+    perm = np.random.default_rng(0).permutation(len(y))
+    x, y = x[perm], y[perm]
+    return (x[:600], y[:600]), (x[600:1200], y[600:1200]), (x[1200:], y[1200:])
+
+
+@pytest.fixture(scope="module")
+def overfit_target(digits_split):
+    members, _, _ = digits_split
+    return RECIPE.fit(members[0], members[1], num_classes=10, seed=123)
+
+
+@pytest.fixture(scope="module")
+def overfit_run(digits_split, overfit_target, tmp_path_factory):
+    members, nonmembers, population = digits_split
+    return audit(
+        overfit_target,
+        members=members,
+        nonmembers=nonmembers,
+        population=population,
+        recipe=RECIPE,
+        cache_dir=tmp_path_factory.mktemp("cache"),
+        audits=[
+            "membership.loss",
+            ("membership.lira", {"mode": "online", "num_models": 16}),
+            ("membership.lira", {"mode": "offline", "num_models": 4}),
+            ("membership.rmia", {"num_models": 4}),
+            ("membership.shadow", {"num_models": 4}),
+            "membership.label_only",
+        ],
+    )
+
+
+def test_online_lira_beats_loss_at_low_fpr(overfit_run) -> None:
+    lira = overfit_run.audits[1]
+    loss = overfit_run["membership.loss"]
+    assert lira.status == "ok", lira.reason
+    assert lira.metrics["tpr_at_fpr_0.01"].value > loss.metrics["tpr_at_fpr_0.01"].value
+    assert lira.metrics["auc"].ci[0] > 0.5
+
+
+@pytest.mark.parametrize("index", [2, 3, 4, 5])
+def test_reference_attacks_find_leakage(overfit_run, index: int) -> None:
+    result = overfit_run.audits[index]
+    assert result.status == "ok", result.reason
+    assert result.metrics["auc"].ci[0] > 0.5, result.name
+
+
+def test_rmia_chooses_a_without_ground_truth(overfit_run) -> None:
+    rmia = overfit_run["membership.rmia"]
+    assert 0.0 <= rmia.details["a"] <= 1.0
+
+
+def test_model_that_saw_nothing_does_not_leak(digits_split, tmp_path: Path) -> None:
+    members, nonmembers, population = digits_split
+    torch.manual_seed(0)
+    untrained = RECIPE.build(input_shape=(64,), num_classes=10, seed=5)
+    run = audit(
+        untrained,
+        members=members,
+        nonmembers=nonmembers,
+        population=population,
+        recipe=RECIPE,
+        cache_dir=tmp_path,
+        audits=[
+            ("membership.lira", {"mode": "online", "num_models": 8}),
+            ("membership.lira", {"mode": "offline", "num_models": 4}),
+            ("membership.rmia", {"num_models": 2}),
+            ("membership.shadow", {"num_models": 2}),
+        ],
+    )
+    for result in run.audits:
+        assert result.status == "ok", result.reason
+        lo, hi = result.metrics["auc"].ci
+        assert lo <= 0.5 <= hi, (result.name, result.params, lo, hi)
+
+
+def test_skipped_without_recipe(digits_split, overfit_target) -> None:
+    members, nonmembers, _ = digits_split
+    run = audit(
+        overfit_target,
+        members=members,
+        nonmembers=nonmembers,
+        audits=["membership.lira", "membership.rmia"],
+    )
+    assert [a.status for a in run.audits] == ["skipped", "skipped"]
+    assert "recipe" in run.audits[0].reason
+    assert "population" in run.audits[1].reason
+
+
+def test_balanced_masks() -> None:
+    rng = np.random.default_rng(0)
+    masks = balanced_masks(8, 101, rng)
+    assert (masks.sum(axis=0) == 4).all()
+    assert abs(masks.sum(axis=1).mean() - 50.5) < 1
+    offline = plan_masks("offline", 4, 50, 40, rng)
+    assert not offline[:, :50].any() and (offline[:, 50:].sum(axis=0) == 2).all()
+    single = balanced_masks(1, 10, rng)
+    assert single.sum() == 5
+
+
+def test_online_lira_needs_two_models() -> None:
+    with pytest.raises(ConfigError, match="num_models"):
+        create("membership.lira", {"mode": "online", "num_models": 1})

@@ -133,6 +133,7 @@ def audit_config(
         trust_pickle=trust_pickle,
         device=t.device,
         batch_size=t.batch_size,
+        trusted_types=t.trusted_types,
     )
     d = cfg.data
     files: dict[str, Path] = {"config": loaded.path}

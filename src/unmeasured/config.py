@@ -55,6 +55,7 @@ class TargetConfig(_Strict):
     num_classes: int | None = Field(default=None, ge=2)
     batch_size: int = Field(default=512, ge=1)
     device: str = "cpu"
+    trusted_types: list[str] = Field(default_factory=list)
 
 
 class DataConfig(_Strict):

@@ -230,3 +230,62 @@ def test_report_on_empty_directory_exits_2(tmp_path: Path, capsys) -> None:
     code, _, err = _run(capsys, "report", str(tmp_path))
     assert code == 2
     assert "results.json" in err
+
+
+RECIPE_CONFIG = (
+    CONFIG
+    + """
+[[audits]]
+name = "membership.lira"
+mode = "online"
+num_models = 4
+
+[[audits]]
+name = "membership.rmia"
+num_models = 2
+
+[recipe]
+kind = "mlp"
+hidden = [64]
+epochs = 20
+batch_size = 32
+lr = 0.01
+"""
+)
+
+
+def test_reference_attacks_from_a_config_alone(project, tmp_path: Path, capsys) -> None:
+    config = project(config='cache_dir = "cache"\n' + RECIPE_CONFIG)
+    run_dir = tmp_path / "r"
+    code, _, err = _run(capsys, "audit", str(config), "--out", str(run_dir), "-q")
+    assert code == 0, err
+    results = json.loads((run_dir / "results.json").read_text())
+    by_name = {a["name"]: a for a in results["audits"]}
+    assert by_name["membership.lira"]["status"] == "ok"
+    assert by_name["membership.rmia"]["status"] == "ok"
+    assert by_name["membership.lira"]["metrics"]["auc"]["ci"][0] > 0.5
+    assert list((tmp_path / "cache").rglob("*.npy"))  # reference models were cached
+
+
+def test_sklearn_skops_model_from_a_config(tmp_path: Path, trained_digits, capsys) -> None:
+    import skops.io as sio
+    from sklearn.ensemble import RandomForestClassifier
+
+    x, y = trained_digits["members"]
+    sio.dump(
+        RandomForestClassifier(n_estimators=30, random_state=0).fit(x, y), tmp_path / "model.skops"
+    )
+    for role in ("members", "nonmembers"):
+        np.savez(tmp_path / f"{role}.npz", x=trained_digits[role][0], y=trained_digits[role][1])
+    (tmp_path / "audit.toml").write_text(
+        '[target]\nkind = "sklearn"\npath = "model.skops"\n'
+        'trusted_types = ["sklearn.tree._tree.Tree"]\n'
+        '[data]\nmembers = "members.npz"\nnonmembers = "nonmembers.npz"\n'
+    )
+    code, _, err = _run(
+        capsys, "audit", str(tmp_path / "audit.toml"), "--out", str(tmp_path / "r"), "-q"
+    )
+    assert code == 0, err
+    results = json.loads((tmp_path / "r" / "results.json").read_text())
+    # a random forest is far more confident on the records its trees were grown on
+    assert results["audits"][0]["metrics"]["auc"]["ci"][0] > 0.7

@@ -64,22 +64,28 @@ def roc_loglog_svg(curves: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> str:
         ax.set_ylim(floor, 1.02)
         ax.set_xlabel("false-positive rate (non-members flagged)")
         ax.set_ylabel("true-positive rate (members caught)")
-        ax.legend(loc="lower right", fontsize=7, frameon=False)
+        ax.legend(
+            loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=7, frameon=False, ncol=2
+        )
         return _svg(fig)
 
 
 def score_histogram_svg(scores: np.ndarray, is_member: np.ndarray, title: str = "") -> str:
-    """Overlapping histograms of the attack score for members and non-members."""
+    """Histograms of members' and non-members' scores as percentiles of all audited records.
+
+    Raw scores of different attacks live on very different scales (a loss piles up at zero); as
+    percentiles every attack reads the same way: the more members sit at the right, the more
+    the score reveals membership, and a model that leaks nothing gives two flat histograms.
+    """
+    from scipy.stats import rankdata
+
     scores, is_member = np.asarray(scores, dtype=float), np.asarray(is_member)
-    lo, hi = np.quantile(scores, [0.005, 0.995]) if len(scores) else (0, 1)
-    if hi <= lo:
-        lo, hi = lo - 0.5, hi + 0.5
-    bins = np.linspace(lo, hi, 40)
+    pct = 100 * (rankdata(scores, method="average") - 0.5) / max(len(scores), 1)
+    bins = np.linspace(0, 100, 21)
     with plt.rc_context(_STYLE):
         fig, ax = plt.subplots(figsize=(5.2, 2.6))
-        clipped = np.clip(scores, lo, hi)
         ax.hist(
-            clipped[is_member == 0],
+            pct[is_member == 0],
             bins=bins,
             alpha=0.55,
             color=NONMEMBER_COLOR,
@@ -87,18 +93,19 @@ def score_histogram_svg(scores: np.ndarray, is_member: np.ndarray, title: str = 
             density=True,
         )
         ax.hist(
-            clipped[is_member == 1],
+            pct[is_member == 1],
             bins=bins,
             alpha=0.55,
             color=MEMBER_COLOR,
             label="members",
             density=True,
         )
-        ax.set_xlabel("attack score (higher = more likely member)")
+        ax.set_xlabel("attack score, percentile among all audited records")
         ax.set_ylabel("density")
+        ax.set_xlim(0, 100)
         if title:
             ax.set_title(title, fontsize=9)
-        ax.legend(fontsize=7, frameon=False)
+        ax.legend(fontsize=7, frameon=False, loc="upper left")
         return _svg(fig)
 
 

@@ -36,6 +36,7 @@ def load_target(
     trust_pickle: bool = False,
     device: str = "cpu",
     batch_size: int = 512,
+    trusted_types: list[str] | None = None,
 ) -> Target:
     """The target a ``[target]`` config table describes (paths relative to ``base_dir``).
 
@@ -76,7 +77,7 @@ def load_target(
         from unmeasured.targets.sklearn import SklearnTarget
 
         p = _existing(base_dir, _need(path, kind), "target.path")
-        out = SklearnTarget(_load_sklearn(p, trust_pickle), files=(p,))
+        out = SklearnTarget(_load_sklearn(p, trust_pickle, trusted_types or []), files=(p,))
     elif kind == "onnx":
         from unmeasured.targets.onnx import OnnxTarget
 
@@ -241,7 +242,7 @@ def _load_weights(module: Any, path: Path) -> None:
         )
 
 
-def _load_sklearn(path: Path, trust_pickle: bool) -> Any:
+def _load_sklearn(path: Path, trust_pickle: bool, trusted_types: list[str]) -> Any:
     if path.suffix == ".skops":
         import skops.io as sio
 
@@ -249,10 +250,12 @@ def _load_sklearn(path: Path, trust_pickle: bool) -> Any:
             untrusted = sio.get_untrusted_types(file=str(path))
         except Exception as e:
             raise TargetError(f"target.path: {path.name}: not a skops file ({e})") from None
-        if untrusted and not trust_pickle:
+        unreviewed = [t for t in untrusted if t not in trusted_types]
+        if unreviewed and not trust_pickle:
             raise UntrustedPickleError(
-                f"target.path: {path.name} contains types skops does not trust "
-                f"({', '.join(untrusted[:5])}); pass --trust-pickle if you trust this file"
+                f"target.path: {path.name} contains types skops does not trust by default "
+                f"({', '.join(unreviewed[:5])}); list the ones you trust in target.trusted_types, "
+                "or pass --trust-pickle if you trust this file"
             )
         return sio.load(str(path), trusted=untrusted or None)
     if path.suffix in PICKLE_SUFFIXES:

@@ -11,7 +11,7 @@ import torch
 from sklearn.datasets import load_digits
 
 from unmeasured.api import audit
-from unmeasured.audits.membership.reference import balanced_masks, plan_masks
+from unmeasured.audits.membership.reference import augment, balanced_masks, plan_masks
 from unmeasured.audits.registry import create
 from unmeasured.errors import ConfigError
 from unmeasured.training import MLPRecipe
@@ -52,6 +52,7 @@ def overfit_run(digits_split, overfit_target, tmp_path_factory):
             ("membership.rmia", {"num_models": 4}),
             ("membership.shadow", {"num_models": 4}),
             "membership.label_only",
+            ("membership.lira", {"mode": "online", "num_models": 16, "variance": "per_example"}),
         ],
     )
 
@@ -64,11 +65,62 @@ def test_online_lira_beats_loss_at_low_fpr(overfit_run) -> None:
     assert lira.metrics["auc"].ci[0] > 0.5
 
 
-@pytest.mark.parametrize("index", [2, 3, 4, 5])
+@pytest.mark.parametrize("index", [2, 3, 4, 5, 6])
 def test_reference_attacks_find_leakage(overfit_run, index: int) -> None:
     result = overfit_run.audits[index]
     assert result.status == "ok", result.reason
     assert result.metrics["auc"].ci[0] > 0.5, result.name
+
+
+def test_reference_models_are_shared_between_attacks(overfit_run) -> None:
+    # the per-example LiRA reused the 16 online models: it took a fraction of the first's time
+    first, again = overfit_run.audits[1], overfit_run.audits[6]
+    assert again.params["variance"] == "per_example"
+    assert again.duration_s < first.duration_s
+
+
+def test_query_augmentation_on_images(digits_split, tmp_path: Path) -> None:
+    members, nonmembers, population = digits_split
+    as_images = [(x.reshape(-1, 1, 8, 8), y) for x, y in (members, nonmembers, population)]
+    model = RECIPE.fit(as_images[0][0], as_images[0][1], num_classes=10, seed=1)
+    run = audit(
+        model,
+        members=as_images[0],
+        nonmembers=as_images[1],
+        population=as_images[2],
+        recipe=RECIPE,
+        cache_dir=tmp_path,
+        audits=[
+            ("membership.lira", {"mode": "online", "num_models": 4, "augmentation": "flip_shift"})
+        ],
+    )
+    result = run.audits[0]
+    assert result.status == "ok", result.reason
+    assert 0.0 <= result.metrics["auc"].value <= 1.0
+
+
+def test_augment_views() -> None:
+    x = np.arange(2 * 1 * 3 * 3, dtype=np.float32).reshape(2, 1, 3, 3)
+    views = augment(x, "flip_shift")
+    assert views.shape == (2, 6, 1, 3, 3)
+    np.testing.assert_array_equal(views[:, 0], x)
+    np.testing.assert_array_equal(views[:, 1], x[..., ::-1])
+    np.testing.assert_array_equal(views[:, 2], np.roll(x, 1, axis=2))
+    assert augment(x, "none").shape == (2, 1, 1, 3, 3)
+
+
+def test_augmentation_needs_images(digits_split, overfit_target, tmp_path: Path) -> None:
+    members, nonmembers, population = digits_split
+    with pytest.raises(ConfigError, match="image"):
+        audit(
+            overfit_target,
+            members=members,
+            nonmembers=nonmembers,
+            population=population,
+            recipe=RECIPE,
+            cache_dir=tmp_path,
+            audits=[("membership.lira", {"num_models": 2, "augmentation": "flip"})],
+        )
 
 
 def test_rmia_chooses_a_without_ground_truth(overfit_run) -> None:

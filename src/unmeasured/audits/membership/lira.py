@@ -45,6 +45,7 @@ def _masked_moments(stats: np.ndarray, mask: np.ndarray, global_variance: bool):
     mean = (stats * w).sum(axis=0) / np.maximum(count, 1)
     var = (((stats - mean) ** 2) * w).sum(axis=0) / np.maximum(count - 1, 1)
     std = np.sqrt(var)
+    count = np.broadcast_to(count, std.shape)
     enough = count >= 2
     pooled = float(np.median(std[enough])) if enough.any() else 1.0
     if global_variance:

@@ -83,7 +83,7 @@ def train_ensemble(
         backend: ``"auto"``, ``"vmap"``, ``"sequential"``, ``"process"`` or ``"ray"``.
         cache_dir: where finished models' outputs are kept (no cache if None).
         progress: progress reporter.
-        chunk_size: models per vmap chunk (bounds memory; default: all).
+        chunk_size: models per vmap chunk (default: `auto_chunk_size`).
         workers: process-pool size (default: the number of cores).
         ray_address: a Ray cluster to join (default: start a local runtime).
         report: filled with what was trained and what came from the cache.
@@ -139,7 +139,7 @@ def train_ensemble(
             f"Training {len(todo)} reference models ({chosen})", total=len(todo)
         ) as advance:
             if chosen == "vmap":
-                step = chunk_size or len(todo)
+                step = chunk_size or auto_chunk_size(recipe, x.shape[1:], num_classes)
                 for i in range(0, len(todo), step):
                     index = todo[i : i + step]
                     done(index, train_stacked(*args, masks[index], [int(seeds[k]) for k in index]))
@@ -152,6 +152,21 @@ def train_ensemble(
                 _fan_out(chosen, args, masks, seeds, todo, done, advance, workers, ray_address)
     report.seconds = time.perf_counter() - start
     return out
+
+
+#: parameters per stacked chunk: large stacks stop fitting in the CPU caches, and the optimiser's
+#: passes over them then cost more than the Python overhead that stacking saves (measured on
+#: 784-256-10 MLPs: chunks of 8-16 models beat both 4 and 64)
+CHUNK_PARAMETERS = 3_000_000
+
+
+def auto_chunk_size(recipe: Recipe, input_shape: tuple[int, ...], num_classes: int) -> int:
+    """How many models to stack at once so a chunk holds about `CHUNK_PARAMETERS`."""
+    if not isinstance(recipe, TorchRecipe):
+        return 1
+    model = recipe.build(input_shape, num_classes, seed=0)
+    per_model = sum(p.numel() for p in model.parameters())
+    return max(1, CHUNK_PARAMETERS // max(per_model, 1))
 
 
 def _choose_backend(recipe: Recipe, backend: str, k: int, report: TrainingReport) -> str:
@@ -339,28 +354,41 @@ class _StackedOptimizer:
     def step(self, active: torch.Tensor) -> None:
         r = self.recipe
         self.steps += active.float()
-        shape = (-1,)
+        everyone = bool(active.all())
         for i, p in enumerate(self.params):
             g = p.grad
             if g is None:
                 continue
-            a = active.view(shape + (1,) * (p.ndim - 1))
+            per_model = (-1,) + (1,) * (p.ndim - 1)
             if r.weight_decay:
-                g = g + r.weight_decay * p
+                g = g.add(p, alpha=r.weight_decay)
+            if not everyone:  # models without a batch this step keep their state untouched
+                keep = ~active.view(per_model)
+                g = g.masked_fill(keep, 0.0)
             if r.optimizer == "adam":
                 b1, b2, eps = 0.9, 0.999, 1e-8
-                self.m[i] = torch.where(a, b1 * self.m[i] + (1 - b1) * g, self.m[i])
-                self.v[i] = torch.where(a, b2 * self.v[i] + (1 - b2) * g * g, self.v[i])
-                t = self.steps.clamp(min=1).view_as(a[..., 0:1].expand(-1, *[1] * (p.ndim - 1)))
-                bc1 = 1 - b1**t
-                bc2 = 1 - b2**t
-                update = (r.lr / bc1) * self.m[i] / (self.v[i].sqrt() / bc2.sqrt() + eps)
+                m, v = self.m[i], self.v[i]
+                if everyone:
+                    m.mul_(b1).add_(g, alpha=1 - b1)
+                    v.mul_(b2).addcmul_(g, g, value=1 - b2)
+                else:
+                    m.copy_(torch.where(keep, m, b1 * m + (1 - b1) * g))
+                    v.copy_(torch.where(keep, v, b2 * v + (1 - b2) * g * g))
+                t = self.steps.clamp(min=1).view(per_model)
+                step_size = (r.lr / (1 - b1**t)).neg_()
+                if not everyone:
+                    step_size = step_size.masked_fill(keep, 0.0)
+                denom = v.sqrt().div_((1 - b2**t).sqrt()).add_(eps)
+                p.addcdiv_(m * step_size, denom)
             else:
-                self.m[i] = (
-                    torch.where(a, r.momentum * self.m[i] + g, self.m[i]) if r.momentum else g
-                )
-                update = r.lr * self.m[i]
-            p.sub_(torch.where(a, update, torch.zeros_like(update)))
+                if r.momentum:
+                    buf = self.m[i]
+                    if everyone:
+                        buf.mul_(r.momentum).add_(g)
+                    else:
+                        buf.copy_(torch.where(keep, buf, r.momentum * buf + g))
+                    g = buf
+                p.sub_(g if everyone else g.masked_fill(keep, 0.0), alpha=r.lr)
             p.grad = None
 
 

@@ -170,8 +170,14 @@ def test_balanced_masks() -> None:
     masks = balanced_masks(8, 101, rng)
     assert (masks.sum(axis=0) == 4).all()
     assert abs(masks.sum(axis=1).mean() - 50.5) < 1
-    offline = plan_masks("offline", 4, 50, 40, rng)
+    offline = plan_masks("offline", 4, 50, 40, 30, rng)
     assert not offline[:, :50].any() and (offline[:, 50:].sum(axis=0) == 2).all()
+    # a large population: reference models train on as many records as the target (10)
+    offline = plan_masks("offline", 4, 50, 100, 10, rng)
+    assert offline.sum() == 40 and abs(offline.sum(axis=1) - 10).max() <= 3
+    assert offline.any(axis=0).sum() == 20
+    online = plan_masks("online", 4, 50, 100, 30, rng)  # pool topped up to 2 x 30 records
+    assert online[:, :60].sum(axis=0).tolist() == [2] * 60 and not online[:, 60:].any()
     single = balanced_masks(1, 10, rng)
     assert single.sum() == 5
 

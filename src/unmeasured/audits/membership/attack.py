@@ -30,8 +30,6 @@ class MembershipAttack(Audit):
 
     requires = frozenset({"scores"})
     constraints: ClassVar[dict[str, Constraint]] = {"fpr": interval(0, 1), "per_class": BOOLEAN}
-    #: whether `attack_scores` can score the population (for a ground-truth-free threshold)
-    scores_population: bool = True
 
     def __init__(self, *, fpr: float = 0.01, per_class: bool = True) -> None:
         self.fpr = fpr
@@ -51,8 +49,15 @@ class MembershipAttack(Audit):
             "n_members": int(is_member.sum()),
             "n_nonmembers": int((1 - is_member).sum()),
         }
-        if ctx.split.population is not None and self.scores_population:
-            population_scores = np.asarray(self.attack_scores(ctx, "population"), dtype=np.float64)
+        population_scores = (
+            np.asarray(self.attack_scores(ctx, "population"), dtype=np.float64)
+            if ctx.split.population is not None
+            else np.zeros(0)
+        )
+        # an attack may score only part of the population (e.g. online LiRA: the records its
+        # reference models saw); the threshold rests on those it scores
+        population_scores = population_scores[np.isfinite(population_scores)]
+        if len(population_scores):
             threshold = calibrate_threshold(population_scores, self.fpr)
             rates = rates_at_threshold(scores, is_member, threshold, confidence=ctx.confidence)
             metrics["operating_tpr"] = rates["tpr"]
@@ -69,7 +74,7 @@ class MembershipAttack(Audit):
             details["operating_point_reason"] = (
                 "no population data: a threshold cannot be chosen without the ground truth"
                 if ctx.split.population is None
-                else f"{self.name} cannot score the population"
+                else f"{self.name} with these settings scores no population record"
             )
         groups = self._per_class(scores, is_member, records.y, ctx) if self.per_class else {}
         return AuditResult(

@@ -133,10 +133,12 @@ class LiRA(MembershipAttack):
         if self.mode == "offline":
             score = norm.logcdf(target_stats, mean_out, std_out).sum(axis=1)
         else:
-            mean_in, std_in, _ = _masked_moments(ref_stats, refs.masks, global_variance)
+            mean_in, std_in, count_in = _masked_moments(ref_stats, refs.masks, global_variance)
             score = (
                 norm.logpdf(target_stats, mean_in, std_in)
                 - norm.logpdf(target_stats, mean_out, std_out)
             ).sum(axis=1)
+            # population records outside the online plan have no IN models: no score
+            score = np.where(count_in[:, 0] > 0, score, np.nan)
         ctx._memo[key] = score
         return score

@@ -3,11 +3,14 @@ shared per-record signals.
 
 The standard plan (Carlini et al. 2022; Zarifzadeh et al. 2024):
 
-* **online**: the pool is every audited record (members and non-members) plus the population;
+* **online**: the pool is every audited record (members and non-members), topped up with
+  population records to twice the target's training-set size when the population allows;
   each reference model trains on a random half of the pool, balanced so that every record is
-  IN for exactly half of the models (for an even number of models).
+  IN for exactly half of the models (for an even number of models). Reference models thus
+  train on about as many records as the target did.
 * **offline**: reference models never see an audited record; each trains on a random half of
-  the population (so offline attacks need population data).
+  a population subset of twice the target's training-set size (so offline attacks need
+  population data). Every population record is scored, IN or OUT of each model.
 
 Reference models are trained through `training.train_ensemble`, which caches every model's
 outputs on disk, so audits that share a plan (LiRA and RMIA in one run, or a rerun) train once.
@@ -57,17 +60,28 @@ def balanced_masks(num_models: int, n: int, rng: np.random.Generator) -> np.ndar
 
 
 def plan_masks(
-    mode: str, num_models: int, n_audit: int, n_population: int, rng: np.random.Generator
+    mode: str,
+    num_models: int,
+    n_audit: int,
+    n_population: int,
+    n_train: int,
+    rng: np.random.Generator,
 ) -> np.ndarray:
-    """Training masks over the pool (audited records, then population) for ``mode``."""
+    """Training masks over the pool (audited records, then population) for ``mode``, where
+    ``n_train`` is the target's training-set size."""
     n = n_audit + n_population
     if mode == "online":
-        return balanced_masks(num_models, n, rng)
+        used = n_audit + min(n_population, max(0, 2 * n_train - n_audit))
+        masks = np.zeros((num_models, n), dtype=bool)
+        masks[:, :used] = balanced_masks(num_models, used, rng)
+        return masks
     if mode == "offline":
         if n_population < 2:
             raise ConfigError("data.population: offline reference models need population data")
         masks = np.zeros((num_models, n), dtype=bool)
-        masks[:, n_audit:] = balanced_masks(num_models, n_population, rng)
+        used = min(n_population, 2 * n_train)
+        chosen = n_audit + rng.permutation(n_population)[:used]
+        masks[:, chosen] = balanced_masks(num_models, used, rng)
         return masks
     raise ConfigError(f"mode: must be 'online' or 'offline', got {mode!r}")
 
@@ -120,7 +134,7 @@ def reference_outputs(
     x, y, n_audit = pool(ctx)
     n_population = len(x) - n_audit
     rng = ctx.rng(f"reference-plan/{mode}/{num_models}")
-    masks = plan_masks(mode, num_models, n_audit, n_population, rng)
+    masks = plan_masks(mode, num_models, n_audit, n_population, len(ctx.split.members), rng)
     seeds = [int(s) for s in rng.integers(0, 2**31 - 1, size=num_models)]
     queries = augment(x, augmentation)
     n, q = queries.shape[:2]
@@ -148,13 +162,13 @@ def target_log_probs(ctx: AuditContext, augmentation: str) -> np.ndarray:
     memo = ctx._memo.get(key)
     if memo is not None:
         return memo
+    x, _, n_audit = pool(ctx)
     if augmentation == "none":  # reuse the outputs the whole run shares
         parts = [ctx.log_probs("audit")]
-        if ctx.split.population is not None:
+        if len(x) > n_audit:
             parts.append(ctx.log_probs("population"))
         out = np.concatenate(parts)[:, None]
     else:
-        x, _, _ = pool(ctx)
         queries = augment(x, augmentation)
         n, q = queries.shape[:2]
         flat = queries.reshape(n * q, *queries.shape[2:])

@@ -40,6 +40,8 @@ def load_npz(
     """
     path = Path(path)
     _exists(path)
+    if not zipfile.is_zipfile(path):  # np.load would otherwise try it as a pickle
+        raise DataError(f"{path}: not a valid .npz file (not a zip archive)")
     try:
         with np.load(path, allow_pickle=False) as z:
             names = list(z.files)

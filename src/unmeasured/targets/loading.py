@@ -8,14 +8,12 @@ pickle and joblib files, which can run arbitrary code, need ``trust_pickle=True`
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from unmeasured.entrypoints import load_callable
 from unmeasured.errors import TargetError, UntrustedPickleError, one_of
 from unmeasured.targets.base import Target
 
@@ -155,34 +153,8 @@ def _existing(base_dir: Path, relative: str, field: str) -> Path:
 def _build_module(factory: str, kwargs: dict[str, Any], base_dir: Path):  # type: ignore[no-untyped-def]
     from torch import nn
 
-    source, sep, func_name = factory.rpartition(":")
-    if not sep or not source or not func_name:
-        raise TargetError(
-            f'target.factory: \'{factory}\' must look like "model.py:build" or "package.module:build"'
-        )
-    files: list[Path] = []
-    if source.endswith(".py"):
-        file = _existing(base_dir, source, "target.factory")
-        files.append(file)
-        spec = importlib.util.spec_from_file_location(f"_unmeasured_factory_{file.stem}", file)
-        if spec is None or spec.loader is None:
-            raise TargetError(f"target.factory: cannot import {source}")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = mod
-        try:
-            spec.loader.exec_module(mod)
-        except Exception as e:
-            raise TargetError(
-                f"target.factory: importing {source} failed: {type(e).__name__}: {e}"
-            ) from None
-    else:
-        try:
-            mod = importlib.import_module(source)
-        except ImportError as e:
-            raise TargetError(f"target.factory: cannot import module '{source}' ({e})") from None
-    fn = getattr(mod, func_name, None)
-    if not callable(fn):
-        raise TargetError(f"target.factory: '{factory}': no function '{func_name}' in {source}")
+    fn, path = load_callable(factory, base_dir, field="target.factory", error=TargetError)
+    files: list[Path] = [path] if path is not None else []
     try:
         module = fn(**kwargs)
     except Exception as e:

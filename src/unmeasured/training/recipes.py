@@ -11,12 +11,9 @@ an ensemble agree.
 from __future__ import annotations
 
 import hashlib
-import importlib
-import importlib.util
 import inspect
 import json
 import math
-import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -26,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from unmeasured.entrypoints import load_callable
 from unmeasured.errors import ConfigError, one_of
 
 
@@ -330,30 +328,5 @@ def load_recipe(spec: dict[str, Any], base_dir: Path) -> Recipe:
 
 
 def _entry_point(entry: str, base_dir: Path) -> Any:
-    source, sep, name = entry.rpartition(":")
-    if not sep:
-        raise ConfigError(f"recipe.entry: '{entry}' must look like \"recipe.py:make_recipe\"")
-    if source.endswith(".py"):
-        path = Path(source) if Path(source).is_absolute() else base_dir / source
-        if not path.is_file():
-            raise ConfigError(f"recipe.entry: {source}: no such file")
-        spec = importlib.util.spec_from_file_location(f"_unmeasured_recipe_{path.stem}", path)
-        if spec is None or spec.loader is None:
-            raise ConfigError(f"recipe.entry: cannot import {source}")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = mod
-        try:
-            spec.loader.exec_module(mod)
-        except Exception as e:
-            raise ConfigError(
-                f"recipe.entry: importing {source} failed: {type(e).__name__}: {e}"
-            ) from None
-    else:
-        try:
-            mod = importlib.import_module(source)
-        except ImportError as e:
-            raise ConfigError(f"recipe.entry: cannot import '{source}' ({e})") from None
-    fn = getattr(mod, name, None)
-    if not callable(fn):
-        raise ConfigError(f"recipe.entry: no function '{name}' in {source}")
+    fn, _ = load_callable(entry, base_dir, field="recipe.entry", error=ConfigError)
     return fn

@@ -102,3 +102,21 @@ class MembershipAttack(Audit):
                 scores[mask], is_member[mask], confidence=ctx.confidence
             )
         return groups
+
+
+class PoolAttack(MembershipAttack):
+    """An attack that scores the whole reference pool at once (audited records, then the
+    population), once per run; subclasses implement `pool_scores`."""
+
+    @abstractmethod
+    def pool_scores(self, ctx: AuditContext) -> np.ndarray:
+        """Scores of every pool record (NaN where the attack cannot score a population
+        record)."""
+
+    def attack_scores(self, ctx: AuditContext, which: str) -> np.ndarray:
+        key = f"pool-scores/{self!r}"
+        if key not in ctx._memo:
+            ctx._memo[key] = self.pool_scores(ctx)
+        scores = ctx._memo[key]
+        n_audit = len(ctx.split.members) + len(ctx.split.nonmembers)
+        return scores[:n_audit] if which == "audit" else scores[n_audit:]

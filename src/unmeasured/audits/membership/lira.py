@@ -16,7 +16,7 @@ import numpy as np
 from scipy.stats import norm
 
 from unmeasured.audits.base import BOOLEAN, AuditContext, Constraint, interval, options
-from unmeasured.audits.membership.attack import MembershipAttack
+from unmeasured.audits.membership.attack import PoolAttack
 from unmeasured.audits.membership.reference import (
     pool,
     reference_outputs,
@@ -56,7 +56,7 @@ def _masked_moments(stats: np.ndarray, mask: np.ndarray, global_variance: bool):
 
 
 @register
-class LiRA(MembershipAttack):
+class LiRA(PoolAttack):
     """Likelihood-ratio attack with reference models.
 
     Args:
@@ -111,15 +111,7 @@ class LiRA(MembershipAttack):
             problems.append("offline mode needs population data (data.population)")
         return problems
 
-    def attack_scores(self, ctx: AuditContext, which: str) -> np.ndarray:
-        scores = self._all_scores(ctx)
-        n_audit = len(ctx.split.members) + len(ctx.split.nonmembers)
-        return scores[:n_audit] if which == "audit" else scores[n_audit:]
-
-    def _all_scores(self, ctx: AuditContext) -> np.ndarray:
-        key = f"lira-scores/{self!r}"
-        if key in ctx._memo:
-            return ctx._memo[key]
+    def pool_scores(self, ctx: AuditContext) -> np.ndarray:
         refs = reference_outputs(
             ctx, mode=self.mode, num_models=self.num_models, augmentation=self.augmentation
         )
@@ -140,5 +132,4 @@ class LiRA(MembershipAttack):
             ).sum(axis=1)
             # population records outside the online plan have no IN models: no score
             score = np.where(count_in[:, 0] > 0, score, np.nan)
-        ctx._memo[key] = score
         return score

@@ -16,7 +16,7 @@ from typing import ClassVar
 import numpy as np
 
 from unmeasured.audits.base import BOOLEAN, AuditContext, Constraint, interval, options
-from unmeasured.audits.membership.attack import MembershipAttack
+from unmeasured.audits.membership.attack import PoolAttack
 from unmeasured.audits.membership.reference import (
     ReferenceOutputs,
     pool,
@@ -49,7 +49,7 @@ def dominance_scores(ratio_x: np.ndarray, ratio_z: np.ndarray, gamma: float) -> 
 
 
 @register
-class RMIA(MembershipAttack):
+class RMIA(PoolAttack):
     """Robust membership inference with reference models and population comparisons.
 
     Args:
@@ -108,20 +108,12 @@ class RMIA(MembershipAttack):
         self.per_class = per_class
         self.validate()
 
-    def attack_scores(self, ctx: AuditContext, which: str) -> np.ndarray:
-        scores = self._all_scores(ctx)
-        n_audit = len(ctx.split.members) + len(ctx.split.nonmembers)
-        return scores[:n_audit] if which == "audit" else scores[n_audit:]
-
     def run(self, ctx: AuditContext):  # type: ignore[no-untyped-def]
         result = super().run(ctx)
         result.details["a"] = ctx._memo.get(f"rmia-a/{self!r}")
         return result
 
-    def _all_scores(self, ctx: AuditContext) -> np.ndarray:
-        key = f"rmia-scores/{self!r}"
-        if key in ctx._memo:
-            return ctx._memo[key]
+    def pool_scores(self, ctx: AuditContext) -> np.ndarray:
         refs = reference_outputs(
             ctx, mode=self.mode, num_models=self.num_models, augmentation=self.augmentation
         )
@@ -137,7 +129,6 @@ class RMIA(MembershipAttack):
         ratio = target_probs / np.maximum(marginal, 1e-30)
         z = self._population_index(ctx, n_audit, len(y))
         scores = dominance_scores(ratio, ratio[z], self.gamma)
-        ctx._memo[key] = scores
         ctx._memo[f"rmia-a/{self!r}"] = a
         return scores
 

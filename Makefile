@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
 EXTRAS ?= dev,onnx,ray
 
-.PHONY: demo test lint bench system-deps clean
+.PHONY: demo test lint bench system-deps install clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -35,8 +35,17 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 
-bench: $(STAMP)
+# The peers (sacroml, ART) live in their own virtualenv so they cannot change ours.
+PEERS := .venv-peers
+$(PEERS)/.installed: pyproject.toml
+	$(PY) -m venv $(PEERS)
+	$(PEERS)/bin/pip install -q --upgrade pip
+	$(PEERS)/bin/pip install -q $(TORCH) sacroml==2.0.1 adversarial-robustness-toolbox==1.20.1
+	$(PEERS)/bin/pip install -q -e .
+	touch $(PEERS)/.installed
+
+bench: $(STAMP) $(PEERS)/.installed
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(PEERS) runs .pytest_cache

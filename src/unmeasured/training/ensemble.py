@@ -12,7 +12,8 @@ Backends:
 * ``"sequential"``: a plain loop over `Recipe.fit` (the baseline, and the fallback for layers
   that cannot be stacked, e.g. batch normalisation).
 * ``"process"``: slices of the models trained in a local process pool (spawned workers, one
-  thread each).
+  thread each); opt-in: on 2 cores it lost to the plain loop for scikit-learn MLPs, whose BLAS
+  already uses both cores.
 * ``"ray"``: slices trained as Ray tasks, on a local runtime (``ray.init()``) or an existing
   cluster (``ray_address``); needs ``pip install 'unmeasured[ray]'``.
 
@@ -182,7 +183,9 @@ def _choose_backend(recipe: Recipe, backend: str, k: int, report: TrainingReport
         report.notes.append(f"{type(recipe).__name__} cannot be stacked; trained sequentially")
         return "sequential"
     if backend == "auto":
-        return "process" if k > 1 and (os.cpu_count() or 1) > 1 else "sequential"
+        # measured on 2 cores (docs/benchmarks.md): scikit-learn's own BLAS threads already use
+        # the cores, and spawned workers pay start-up and data copies, so a plain loop wins
+        return "sequential"
     return backend
 
 

@@ -16,22 +16,20 @@ from pathlib import Path
 
 import numpy as np
 
-
-def array_digest(*arrays: np.ndarray) -> str:
-    """sha256 of array contents, dtypes and shapes."""
-    h = hashlib.sha256()
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
+from unmeasured.provenance import sha256_arrays
 
 
 def model_key(
     recipe_key: str, data_digest: str, mask: np.ndarray, seed: int, query_digest: str
 ) -> str:
     h = hashlib.sha256()
-    for part in (recipe_key, data_digest, array_digest(np.packbits(mask)), str(seed), query_digest):
+    for part in (
+        recipe_key,
+        data_digest,
+        sha256_arrays(np.packbits(mask)),
+        str(seed),
+        query_digest,
+    ):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()

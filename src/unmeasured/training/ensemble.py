@@ -37,7 +37,8 @@ from torch import nn
 
 from unmeasured.errors import ConfigError, MissingDependencyError, one_of
 from unmeasured.progress import Progress
-from unmeasured.training.cache import OutputCache, array_digest, model_key
+from unmeasured.provenance import sha256_arrays
+from unmeasured.training.cache import OutputCache, model_key
 from unmeasured.training.recipes import Recipe, TorchRecipe
 
 BACKENDS = ("auto", "vmap", "sequential", "process", "ray")
@@ -113,8 +114,8 @@ def train_ensemble(
     todo = list(range(k_total))
     if cache is not None:
         recipe_key = recipe.cache_key()
-        data_digest = array_digest(x, y, np.array([num_classes]))
-        query_digest = array_digest(query_x)
+        data_digest = sha256_arrays(x, y, np.array([num_classes]))
+        query_digest = sha256_arrays(query_x)
         todo = []
         for k in range(k_total):
             keys[k] = model_key(recipe_key, data_digest, masks[k], int(seeds[k]), query_digest)

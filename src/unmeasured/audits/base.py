@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -22,6 +22,8 @@ from unmeasured.errors import ConfigError, TargetError
 from unmeasured.progress import Progress
 from unmeasured.results import AuditResult
 from unmeasured.targets.base import Target
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,14 @@ class AuditContext:
     cache_dir: Path | None = None
     progress: Progress = field(default_factory=Progress)
     confidence: float = 0.95
-    _memo: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _memo: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def shared(self, key: str, compute: Callable[[], T]) -> T:
+        """``compute()`` once per run under ``key``, then the same value to every audit that asks
+        (the target's outputs, reference models, fitted attack classifiers)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]  # type: ignore[no-any-return]
 
     def records(self, which: str) -> Records:
         """``"members"``, ``"nonmembers"``, ``"population"`` or ``"audit"`` (members then
@@ -90,23 +99,23 @@ class AuditContext:
 
     def log_probs(self, which: str) -> np.ndarray:
         """The target's log-probabilities on a record set, computed once per run."""
-        key = f"log_probs/{which}"
-        if key not in self._memo:
-            if which == "audit":
-                self._memo[key] = np.concatenate(
-                    [self.log_probs("members"), self.log_probs("nonmembers")]
-                )
-            else:
-                recs = self.records(which)
-                out = self.target.log_probs(recs.x)
-                bad = int((~np.isfinite(out)).any(axis=1).sum())
-                if bad:
-                    raise TargetError(
-                        f"target: {self.target.description} returned NaN or infinite outputs "
-                        f"for {bad} of {len(recs)} {which} records"
-                    )
-                self._memo[key] = out
-        return self._memo[key]
+        if which == "audit":
+            return self.shared(
+                "log_probs/audit",
+                lambda: np.concatenate([self.log_probs("members"), self.log_probs("nonmembers")]),
+            )
+        return self.shared(f"log_probs/{which}", lambda: self._query(which))
+
+    def _query(self, which: str) -> np.ndarray:
+        recs = self.records(which)
+        out = self.target.log_probs(recs.x)
+        bad = int((~np.isfinite(out)).any(axis=1).sum())
+        if bad:
+            raise TargetError(
+                f"target: {self.target.description} returned NaN or infinite outputs "
+                f"for {bad} of {len(recs)} {which} records"
+            )
+        return out
 
     def rng(self, salt: str) -> np.random.Generator:
         """A generator seeded from the run seed and a per-use salt (so audits are independent)."""

@@ -114,9 +114,6 @@ class PoolAttack(MembershipAttack):
         record)."""
 
     def attack_scores(self, ctx: AuditContext, which: str) -> np.ndarray:
-        key = f"pool-scores/{self!r}"
-        if key not in ctx._memo:
-            ctx._memo[key] = self.pool_scores(ctx)
-        scores = ctx._memo[key]
+        scores = ctx.shared(f"pool-scores/{self!r}", lambda: self.pool_scores(ctx))
         n_audit = len(ctx.split.members) + len(ctx.split.nonmembers)
         return scores[:n_audit] if which == "audit" else scores[n_audit:]

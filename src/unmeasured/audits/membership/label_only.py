@@ -22,16 +22,17 @@ class LabelOnlyGapAttack(MembershipAttack):
 
     def attack_scores(self, ctx: AuditContext, which: str) -> np.ndarray:
         records = ctx.records(which)
-        key = f"labels/{which}"
-        if key not in ctx._memo:
-            if which == "audit":
-                predicted = np.concatenate(
-                    [
-                        ctx.target.predict_labels(ctx.split.members.x),
-                        ctx.target.predict_labels(ctx.split.nonmembers.x),
-                    ]
-                )
-            else:
-                predicted = ctx.target.predict_labels(records.x)
-            ctx._memo[key] = predicted
-        return (ctx._memo[key] == records.y).astype(np.float64)
+        return (
+            ctx.shared(f"labels/{which}", lambda: self._predict(ctx, which)) == records.y
+        ).astype(np.float64)
+
+    @staticmethod
+    def _predict(ctx: AuditContext, which: str) -> np.ndarray:
+        if which == "audit":
+            return np.concatenate(
+                [
+                    ctx.target.predict_labels(ctx.split.members.x),
+                    ctx.target.predict_labels(ctx.split.nonmembers.x),
+                ]
+            )
+        return ctx.target.predict_labels(ctx.records(which).x)

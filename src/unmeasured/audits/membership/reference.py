@@ -124,13 +124,19 @@ def pool(ctx: AuditContext) -> tuple[np.ndarray, np.ndarray, int]:
 def reference_outputs(
     ctx: AuditContext, *, mode: str, num_models: int, augmentation: str = "none"
 ) -> ReferenceOutputs:
-    """Train (or load from the cache) the reference models of a plan and query them."""
+    """Train (or load from the cache) the reference models of a plan and query them; shared by
+    every audit of the run that uses the same plan."""
+    return ctx.shared(
+        f"reference/{mode}/{num_models}/{augmentation}",
+        lambda: _train_references(ctx, mode, num_models, augmentation),
+    )
+
+
+def _train_references(
+    ctx: AuditContext, mode: str, num_models: int, augmentation: str
+) -> ReferenceOutputs:
     from unmeasured.training import train_ensemble
 
-    key = f"reference/{mode}/{num_models}/{augmentation}"
-    memo = ctx._memo.get(key)
-    if memo is not None:
-        return memo  # type: ignore[return-value]
     x, y, n_audit = pool(ctx)
     n_population = len(x) - n_audit
     rng = ctx.rng(f"reference-plan/{mode}/{num_models}")
@@ -151,17 +157,15 @@ def reference_outputs(
         progress=ctx.progress,
     )
     log_probs = np.stack([to_log_probs(m, "logits") for m in logits]).reshape(num_models, n, q, -1)
-    out = ReferenceOutputs(log_probs=log_probs, masks=masks, n_audit=n_audit)
-    ctx._memo[key] = out  # type: ignore[assignment]
-    return out
+    return ReferenceOutputs(log_probs=log_probs, masks=masks, n_audit=n_audit)
 
 
 def target_log_probs(ctx: AuditContext, augmentation: str) -> np.ndarray:
     """The target's log-probabilities on the pool, shape ``(n_pool, n_queries, C)``."""
-    key = f"target-pool/{augmentation}"
-    memo = ctx._memo.get(key)
-    if memo is not None:
-        return memo
+    return ctx.shared(f"target-pool/{augmentation}", lambda: _query_pool(ctx, augmentation))
+
+
+def _query_pool(ctx: AuditContext, augmentation: str) -> np.ndarray:
     x, _, n_audit = pool(ctx)
     if augmentation == "none":  # reuse the outputs the whole run shares
         parts = [ctx.log_probs("audit")]
@@ -173,5 +177,4 @@ def target_log_probs(ctx: AuditContext, augmentation: str) -> np.ndarray:
         n, q = queries.shape[:2]
         flat = queries.reshape(n * q, *queries.shape[2:])
         out = ctx.target.log_probs(flat).reshape(n, q, -1)
-    ctx._memo[key] = out
     return out

@@ -110,7 +110,7 @@ class RMIA(PoolAttack):
 
     def run(self, ctx: AuditContext):  # type: ignore[no-untyped-def]
         result = super().run(ctx)
-        result.details["a"] = ctx._memo.get(f"rmia-a/{self!r}")
+        result.details["a"] = ctx.shared(f"rmia-a/{self!r}", lambda: None)
         return result
 
     def pool_scores(self, ctx: AuditContext) -> np.ndarray:
@@ -129,7 +129,7 @@ class RMIA(PoolAttack):
         ratio = target_probs / np.maximum(marginal, 1e-30)
         z = self._population_index(ctx, n_audit, len(y))
         scores = dominance_scores(ratio, ratio[z], self.gamma)
-        ctx._memo[f"rmia-a/{self!r}"] = a
+        ctx.shared(f"rmia-a/{self!r}", lambda: a)
         return scores
 
     def _population_index(self, ctx: AuditContext, n_audit: int, n: int) -> np.ndarray:

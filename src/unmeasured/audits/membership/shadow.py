@@ -56,19 +56,18 @@ class ShadowModelAttack(MembershipAttack):
         self.validate()
 
     def _classifier(self, ctx: AuditContext) -> HistGradientBoostingClassifier:
-        key = f"shadow-classifier/{self!r}"
-        if key not in ctx._memo:
-            refs = reference_outputs(ctx, mode="offline", num_models=self.num_models)
-            _, y, n_audit = pool(ctx)
-            pop_y = y[n_audit:]
-            feats, labels = [], []
-            for k in range(refs.num_models):
-                feats.append(output_features(refs.log_probs[k, n_audit:, 0], pop_y))
-                labels.append(refs.masks[k, n_audit:])
-            clf = HistGradientBoostingClassifier(max_iter=200, random_state=ctx.seed)
-            clf.fit(np.concatenate(feats), np.concatenate(labels).astype(np.int8))
-            ctx._memo[key] = clf  # type: ignore[assignment]
-        return ctx._memo[key]  # type: ignore[return-value]
+        return ctx.shared(f"shadow-classifier/{self!r}", lambda: self._fit_classifier(ctx))
+
+    def _fit_classifier(self, ctx: AuditContext) -> HistGradientBoostingClassifier:
+        refs = reference_outputs(ctx, mode="offline", num_models=self.num_models)
+        _, y, n_audit = pool(ctx)
+        pop_y = y[n_audit:]
+        feats, labels = [], []
+        for k in range(refs.num_models):
+            feats.append(output_features(refs.log_probs[k, n_audit:, 0], pop_y))
+            labels.append(refs.masks[k, n_audit:])
+        clf = HistGradientBoostingClassifier(max_iter=200, random_state=ctx.seed)
+        return clf.fit(np.concatenate(feats), np.concatenate(labels).astype(np.int8))
 
     def attack_scores(self, ctx: AuditContext, which: str) -> np.ndarray:
         clf = self._classifier(ctx)

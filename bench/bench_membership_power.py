@@ -202,9 +202,19 @@ def main() -> None:
         action="store_true",
         help="rerun the peers only, keeping our rows from the last result file",
     )
+    parser.add_argument(
+        "--add-k",
+        type=int,
+        help="run every attack at this one K and add the rows to the last result file",
+    )
     args = parser.parse_args()
     n_members, max_iter = (1000, 10) if args.quick else (5000, 30)
     ks = (1, 2) if args.quick else (1, 2, 4, 16)
+    previous = None
+    if args.peers_only or args.add_k:
+        previous = json.loads((RESULTS / "membership_power_fmnist.json").read_text())
+    if args.add_k:
+        ks = (args.add_k,)
     data = load_builtin("fashion_mnist", flatten=True)
     idx = np.random.default_rng(0).permutation(len(data))
     parts = np.split(idx[: 4 * n_members], [n_members, 2 * n_members])
@@ -217,13 +227,17 @@ def main() -> None:
     recipe = SklearnRecipe(estimator=estimator(max_iter))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        if args.peers_only:
-            previous = json.loads((RESULTS / "membership_power_fmnist.json").read_text())
-            rows = [r for r in previous["rows"] if r["attack"].startswith("membership.")]
+        if args.add_k:
+            new = ours(target, split, recipe, ks, work / "cache")[1:]  # loss is there already
+            new += sacroml_lira(target, split, max_iter, ks, work)
+            rows = previous["rows"] + new
         else:
-            rows = ours(target, split, recipe, ks, work / "cache")
-        rows += sacroml_lira(target, split, max_iter, ks, work)
-        rows.append(art_shadow(target, split, max_iter, 4))
+            if args.peers_only:
+                rows = [r for r in previous["rows"] if r["attack"].startswith("membership.")]
+            else:
+                rows = ours(target, split, recipe, ks, work / "cache")
+            rows += sacroml_lira(target, split, max_iter, ks, work)
+            rows.append(art_shadow(target, split, max_iter, 4))
     path = write_result(
         "membership_power_fmnist" + ("_quick" if args.quick else ""),
         {

@@ -53,6 +53,7 @@ def overfit_run(digits_split, overfit_target, tmp_path_factory):
             ("membership.shadow", {"num_models": 4}),
             "membership.label_only",
             ("membership.lira", {"mode": "online", "num_models": 16, "variance": "per_example"}),
+            ("membership.rmia", {"mode": "online", "num_models": 16}),
         ],
     )
 
@@ -65,7 +66,7 @@ def test_online_lira_beats_loss_at_low_fpr(overfit_run) -> None:
     assert lira.metrics["auc"].ci[0] > 0.5
 
 
-@pytest.mark.parametrize("index", [2, 3, 4, 5, 6])
+@pytest.mark.parametrize("index", [2, 3, 4, 5, 6, 7])
 def test_reference_attacks_find_leakage(overfit_run, index: int) -> None:
     result = overfit_run.audits[index]
     assert result.status == "ok", result.reason
@@ -143,6 +144,7 @@ def test_model_that_saw_nothing_does_not_leak(digits_split, tmp_path: Path) -> N
             ("membership.lira", {"mode": "online", "num_models": 8}),
             ("membership.lira", {"mode": "offline", "num_models": 4}),
             ("membership.rmia", {"num_models": 2}),
+            ("membership.rmia", {"mode": "online", "num_models": 8}),
             ("membership.shadow", {"num_models": 2}),
         ],
     )

@@ -84,22 +84,18 @@ def score_histogram_svg(scores: np.ndarray, is_member: np.ndarray, title: str = 
     bins = np.linspace(0, 100, 21)
     with plt.rc_context(_STYLE):
         fig, ax = plt.subplots(figsize=(5.2, 2.6))
-        ax.hist(
-            pct[is_member == 0],
-            bins=bins,
-            alpha=0.55,
-            color=NONMEMBER_COLOR,
-            label="non-members",
-            density=True,
-        )
-        ax.hist(
-            pct[is_member == 1],
-            bins=bins,
-            alpha=0.55,
-            color=MEMBER_COLOR,
-            label="members",
-            density=True,
-        )
+        for member, color, label in (
+            (0, NONMEMBER_COLOR, "non-members"),
+            (1, MEMBER_COLOR, "members"),
+        ):
+            ax.hist(
+                pct[is_member == member],
+                bins=bins,
+                alpha=0.55,
+                color=color,
+                label=label,
+                density=True,
+            )
         ax.set_xlabel("attack score, percentile among all audited records")
         ax.set_ylabel("density")
         ax.set_xlim(0, 100)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import textwrap
 from pathlib import Path
 
@@ -11,10 +12,23 @@ import pytest
 import torch
 from safetensors.torch import save_file
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
 from torch import nn
 
 from unmeasured.errors import TargetError, UntrustedPickleError
-from unmeasured.targets import load_target
+from unmeasured.targets import (
+    KINDS,
+    CallableTarget,
+    SklearnTarget,
+    TorchScriptTarget,
+    TorchTarget,
+    UnsupportedModelError,
+    as_target,
+    load_target,
+)
+
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.*is deprecated:DeprecationWarning")
 
 FACTORY = """
 from torch import nn
@@ -24,110 +38,250 @@ def build(width=8):
 
 def not_a_model():
     return 42
+
+def broken():
+    raise ValueError("no GPU here")
 """
-X = np.random.default_rng(0).normal(size=(10, 4)).astype(np.float32)
 
 
 @pytest.fixture()
-def project(tmp_path: Path) -> Path:
+def project(tmp_path: Path, x: np.ndarray) -> Path:
+    """A factory file, the model's weights in both formats, and its expected logits."""
     (tmp_path / "model.py").write_text(textwrap.dedent(FACTORY))
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
     save_file(model.state_dict(), str(tmp_path / "w.safetensors"))
     torch.save(model.state_dict(), tmp_path / "w.pt")
     with torch.no_grad():
-        np.save(tmp_path / "expected.npy", model(torch.from_numpy(X)).numpy())
+        np.save(tmp_path / "expected.npy", model(torch.from_numpy(x)).numpy())
     return tmp_path
 
 
+def _raises(error: type[Exception], message: str, **kwargs) -> str:
+    """Load, expecting a one-line error matching ``message``; return the message."""
+    with pytest.raises(error, match=message) as e:
+        load_target(**kwargs)
+    assert "\n" not in str(e.value)
+    return str(e.value)
+
+
 @pytest.mark.parametrize("weights", ["w.safetensors", "w.pt"])
-def test_torch_factory_and_weights(project: Path, weights: str) -> None:
+def test_torch_factory_and_weights_round_trip(project: Path, x, weights: str) -> None:
     t = load_target(kind="torch", base_dir=project, factory="model.py:build", weights=weights)
-    np.testing.assert_allclose(t.predict(X), np.load(project / "expected.npy"), rtol=1e-6)
-    assert {p.name for p in t.files} == {"model.py", weights}
+    assert isinstance(t, TorchTarget) and t.output == "logits"
+    np.testing.assert_allclose(t.predict(x), np.load(project / "expected.npy"), rtol=1e-6)
+    assert t.files == (project / "model.py", project / weights)
+    assert t.description == "torch Sequential from model.py:build"
 
 
-def test_factory_from_a_module_path(project: Path, monkeypatch) -> None:
+def test_factory_from_a_module_path_and_kwargs(project: Path, x, monkeypatch) -> None:
     monkeypatch.syspath_prepend(str(project))
     t = load_target(
         kind="torch",
         base_dir=Path("/"),
         factory="model:build",
+        factory_kwargs={"width": 8},
         weights=str(project / "w.safetensors"),
+        num_classes=3,
+        output="probabilities",
     )
-    np.testing.assert_allclose(t.predict(X), np.load(project / "expected.npy"), rtol=1e-6)
+    np.testing.assert_allclose(t.predict(x), np.load(project / "expected.npy"), rtol=1e-6)
+    assert t.files == (project / "w.safetensors",) and t.output == "probabilities"
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
+        ({}, "target.factory: required for kind 'torch'"),
         ({"factory": "nomodel.py:build"}, "target.factory: nomodel.py: no such file"),
-        ({"factory": "model.py:make"}, "no function 'make'"),
-        ({"factory": "model.py:not_a_model"}, "returned a int, not a torch nn.Module"),
-        ({"factory": "model.py"}, "must look like"),
         (
-            {
-                "factory": "model.py:build",
-                "factory_kwargs": {"width": 5},
-                "weights": "w.safetensors",
-            },
-            "does not fit the architecture",
+            {"factory": "model.py:make"},
+            "target.factory: 'model.py:make': no function 'make' in model.py",
         ),
-        ({"factory": "model.py:build", "weights": "missing.pt"}, "target.weights: missing.pt"),
-        ({"factory": "model.py:build", "weights": "model.py"}, "unsupported suffix"),
+        ({"factory": "model.py:not_a_model"}, "returned a int, not a torch nn.Module"),
+        ({"factory": "model.py:broken"}, "model.py:broken\\(\\) raised ValueError: no GPU here"),
+        ({"factory": "model.py"}, "must look like"),
+        ({"factory": "model.py:build", "weights": "missing.pt"}, "target.weights: missing.pt: no"),
+        ({"factory": "model.py:build", "weights": "model.py"}, "unsupported suffix; use '.pt'"),
+        ({"factory": "model.py:build", "path": "w.pt"}, "target.path: not used by kind 'torch'"),
+        ({"factory": "model.py:build", "output": "probs"}, "must be 'auto', 'logits' or"),
     ],
 )
 def test_torch_loading_errors(project: Path, kwargs: dict, message: str) -> None:
-    with pytest.raises(TargetError, match=message) as e:
-        load_target(kind="torch", base_dir=project, **kwargs)
-    assert "\n" not in str(e.value)
+    _raises(TargetError, message, kind="torch", base_dir=project, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("state", "message"),
+    [
+        ({"1.weight": torch.zeros(8, 4)}, "missing 0.weight, 0.bias, 2.weight \\(and 1 more\\)"),
+        (
+            {**nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)).state_dict(), "x": 1},
+            "not a flat state dict \\(x not tensors\\)",
+        ),
+        (
+            nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3)).state_dict(),
+            "shape of 0.weight \\(5, 4\\) instead of \\(8, 4\\)",
+        ),
+        (
+            {
+                f"module.{k}": v
+                for k, v in nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+                .state_dict()
+                .items()
+            },
+            "extra prefix 'module.'; strip it",
+        ),
+    ],
+)
+def test_weights_that_do_not_fit_are_explained(project: Path, state: dict, message: str) -> None:
+    torch.save(state, project / "bad.pt")
+    text = _raises(
+        TargetError,
+        message,
+        kind="torch",
+        base_dir=project,
+        factory="model.py:build",
+        weights="bad.pt",
+    )
+    assert text.startswith("target.weights: bad.pt")
 
 
 class _Payload:
-    pass
+    """Not a tensor: weights_only loading must refuse to build it."""
 
 
-def test_pickled_object_in_pt_is_refused(project: Path) -> None:
-    torch.save({"weight": _Payload()}, project / "evil.pt")
-    with pytest.raises(TargetError, match="weights_only"):
-        load_target(kind="torch", base_dir=project, factory="model.py:build", weights="evil.pt")
+def test_a_pickled_object_in_a_pt_file_is_refused(project: Path) -> None:
+    torch.save({"0.weight": _Payload()}, project / "evil.pt")
+    _raises(
+        TargetError,
+        "target.weights: evil.pt: refused by weights_only loading",
+        kind="torch",
+        base_dir=project,
+        factory="model.py:build",
+        weights="evil.pt",
+    )
 
 
-def test_torchscript(project: Path) -> None:
-    model = load_target(
-        kind="torch", base_dir=project, factory="model.py:build", weights="w.pt"
-    ).module
-    torch.jit.script(model).save(str(project / "m.ts"))
-    t = load_target(kind="torchscript", base_dir=project, path="m.ts")
-    np.testing.assert_allclose(t.predict(X), np.load(project / "expected.npy"), rtol=1e-6)
-    (project / "junk.ts").write_bytes(b"junk")
-    with pytest.raises(TargetError, match="not a TorchScript file"):
-        load_target(kind="torchscript", base_dir=project, path="junk.ts")
+def test_a_corrupt_safetensors_file_is_refused(project: Path) -> None:
+    (project / "junk.safetensors").write_bytes(b"\x00" * 16)
+    _raises(
+        TargetError,
+        "junk.safetensors: not a safetensors file",
+        kind="torch",
+        base_dir=project,
+        factory="model.py:build",
+        weights="junk.safetensors",
+    )
 
 
-def test_sklearn_skops_and_pickles(tmp_path: Path) -> None:
+def test_torchscript(project: Path, x) -> None:
+    model = load_target(kind="torch", base_dir=project, factory="model.py:build", weights="w.pt")
+    torch.jit.script(model.module).save(str(project / "m.ts"))
+    t = load_target(kind="torchscript", base_dir=project, path="m.ts", batch_size=3)
+    assert isinstance(t, TorchScriptTarget) and t.files == (project / "m.ts",)
+    np.testing.assert_allclose(t.predict(x), np.load(project / "expected.npy"), rtol=1e-6)
+    _raises(
+        TargetError,
+        "target.path: required for kind 'torchscript'",
+        kind="torchscript",
+        base_dir=project,
+    )
+    _raises(
+        TargetError,
+        "target.weights: not used by kind 'torchscript'",
+        kind="torchscript",
+        base_dir=project,
+        path="m.ts",
+        weights="w.pt",
+    )
+
+
+def test_skops_round_trip(tmp_path: Path, x, y) -> None:
     import skops.io as sio
 
-    y = np.arange(10) % 3
-    model = LogisticRegression().fit(X, y)
+    model = LogisticRegression().fit(x, y)
     sio.dump(model, tmp_path / "m.skops")
     t = load_target(kind="sklearn", base_dir=tmp_path, path="m.skops")
-    np.testing.assert_allclose(np.exp(t.log_probs(X)), model.predict_proba(X), rtol=1e-6)
-    joblib.dump(model, tmp_path / "m.joblib")
-    with pytest.raises(UntrustedPickleError, match="--trust-pickle"):
-        load_target(kind="sklearn", base_dir=tmp_path, path="m.joblib")
-    t = load_target(kind="sklearn", base_dir=tmp_path, path="m.joblib", trust_pickle=True)
-    assert t.num_classes == 3
+    assert isinstance(t, SklearnTarget) and t.files == (tmp_path / "m.skops",)
+    np.testing.assert_array_equal(t.predict(x), model.predict_proba(x))
 
 
-def test_onnx_matches_torch(project: Path) -> None:
+def test_skops_with_untrusted_types_needs_review(tmp_path: Path, x, y) -> None:
+    import skops.io as sio
+
+    model = make_pipeline(FunctionTransformer(operator.neg), LogisticRegression()).fit(x, y)
+    sio.dump(model, tmp_path / "m.skops")
+    text = _raises(
+        UntrustedPickleError,
+        "target.path: m.skops contains types skops does not trust by default \\(_operator.neg\\)",
+        kind="sklearn",
+        base_dir=tmp_path,
+        path="m.skops",
+    )
+    assert "target.trusted_types" in text and "--trust-pickle" in text
+    for trust in ({"trusted_types": ["_operator.neg"]}, {"trust_pickle": True}):
+        t = load_target(kind="sklearn", base_dir=tmp_path, path="m.skops", **trust)
+        np.testing.assert_array_equal(t.predict(x), model.predict_proba(x))
+
+
+@pytest.mark.parametrize("suffix", [".joblib", ".pkl"])
+def test_pickles_need_trust(tmp_path: Path, x, y, suffix: str) -> None:
+    model = LogisticRegression().fit(x, y)
+    joblib.dump(model, tmp_path / f"m{suffix}")
+    _raises(
+        UntrustedPickleError,
+        f"target.path: m{suffix} is a pickle.*--trust-pickle",
+        kind="sklearn",
+        base_dir=tmp_path,
+        path=f"m{suffix}",
+    )
+    t = load_target(kind="sklearn", base_dir=tmp_path, path=f"m{suffix}", trust_pickle=True)
+    np.testing.assert_array_equal(t.predict(x), model.predict_proba(x))
+
+
+def test_sklearn_field_errors(tmp_path: Path, x, y) -> None:
+    import skops.io as sio
+
+    sio.dump(LogisticRegression().fit(x, y), tmp_path / "m.skops")
+    base = {"kind": "sklearn", "base_dir": tmp_path}
+    _raises(
+        TargetError,
+        "target.output: this scikit-learn LogisticRegression gives 'probabilities'",
+        **base,
+        path="m.skops",
+        output="logits",
+    )
+    _raises(
+        TargetError,
+        "target.num_classes: 4, but m.skops has 3 classes",
+        **base,
+        path="m.skops",
+        num_classes=4,
+    )
+    _raises(
+        TargetError,
+        "target.device: not used by kind 'sklearn'",
+        **base,
+        path="m.skops",
+        device="cuda",
+    )
+    (tmp_path / "m.txt").write_text("x")
+    _raises(TargetError, "m.txt: unsupported scikit-learn file; use '.skops'", **base, path="m.txt")
+    (tmp_path / "bad.skops").write_text("x")
+    _raises(TargetError, "bad.skops: not a skops file", **base, path="bad.skops")
+
+
+@pytest.mark.filterwarnings(
+    "ignore:You are using the legacy TorchScript-based ONNX export:DeprecationWarning",
+    "ignore:The feature will be removed:DeprecationWarning",
+)
+def test_onnx_matches_torch(project: Path, x) -> None:
     pytest.importorskip("onnxruntime")
-    model = load_target(
-        kind="torch", base_dir=project, factory="model.py:build", weights="w.pt"
-    ).module
+    model = load_target(kind="torch", base_dir=project, factory="model.py:build", weights="w.pt")
     torch.onnx.export(
-        model,
-        (torch.from_numpy(X[:1]),),
+        model.module,
+        (torch.from_numpy(x[:1]),),
         str(project / "m.onnx"),
         input_names=["x"],
         output_names=["logits"],
@@ -135,13 +289,68 @@ def test_onnx_matches_torch(project: Path) -> None:
         dynamo=False,
     )
     t = load_target(kind="onnx", base_dir=project, path="m.onnx", batch_size=4)
-    assert t.output == "logits"
-    np.testing.assert_allclose(t.predict(X), np.load(project / "expected.npy"), atol=1e-5)
-    (project / "bad.onnx").write_bytes(b"nonsense")
-    with pytest.raises(TargetError, match="cannot load ONNX model"):
-        load_target(kind="onnx", base_dir=project, path="bad.onnx")
+    assert t.output == "logits" and t.files == (project / "m.onnx",)
+    np.testing.assert_allclose(t.predict(x), np.load(project / "expected.npy"), atol=1e-5)
+    _raises(
+        TargetError,
+        "target.path: bad.onnx: no such file",
+        kind="onnx",
+        base_dir=project,
+        path="bad.onnx",
+    )
 
 
 def test_unknown_kind_lists_kinds(tmp_path: Path) -> None:
-    with pytest.raises(TargetError, match="'onnx', 'sklearn', 'torch' or 'torchscript'"):
-        load_target(kind="keras", base_dir=tmp_path)
+    _raises(
+        TargetError,
+        "target.kind: unknown kind 'keras'; choose 'onnx', 'sklearn', 'torch' or 'torchscript'",
+        kind="keras",
+        base_dir=tmp_path,
+    )
+    assert set(KINDS) == {"torch", "torchscript", "sklearn", "onnx"}
+
+
+def test_errors_name_the_callers_table(project: Path) -> None:
+    _raises(
+        TargetError, "^baseline.factory: required", kind="torch", base_dir=project, field="baseline"
+    )
+    _raises(
+        TargetError,
+        "^baseline.weights: missing.pt: no such file",
+        kind="torch",
+        base_dir=project,
+        factory="model.py:build",
+        weights="missing.pt",
+        field="baseline",
+    )
+    _raises(
+        TargetError,
+        "^baseline.batch_size: must be a positive integer",
+        kind="torch",
+        base_dir=project,
+        factory="model.py:build",
+        batch_size=0,
+        field="baseline",
+    )
+
+
+def test_as_target_wraps_each_kind_of_model(x, y) -> None:
+    torch.manual_seed(0)
+    module = nn.Linear(4, 3)
+    assert isinstance(as_target(module, batch_size=4), TorchTarget)
+    assert isinstance(as_target(torch.jit.script(module)), TorchScriptTarget)
+    lr = LogisticRegression().fit(x, y)
+    assert isinstance(as_target(lr), SklearnTarget)
+    assert isinstance(as_target(lambda a: a[:, :3], num_classes=3), CallableTarget)
+    existing = CallableTarget(lambda a: a[:, :3], num_classes=3)
+    assert as_target(existing) is existing
+
+
+def test_as_target_errors(x, y) -> None:
+    with pytest.raises(TargetError, match="num_classes: required to audit a plain callable"):
+        as_target(lambda a: a)
+    with pytest.raises(TargetError, match="num_classes: 4, but the LogisticRegression has 3"):
+        as_target(LogisticRegression().fit(x, y), num_classes=4)
+    with pytest.raises(UnsupportedModelError, match="model: cannot audit a str") as e:
+        as_target("model.pt")
+    assert isinstance(e.value, TypeError) and isinstance(e.value, TargetError)

@@ -8,11 +8,24 @@ from collections.abc import Callable
 import numpy as np
 
 from unmeasured.errors import TargetError
-from unmeasured.targets.base import OutputKind, Target
+from unmeasured.targets.base import Target, check_output_kind, check_positive, predict_in_batches
 
 
 class CallableTarget(Target):
-    """Wraps ``fn(x) -> (n, num_classes)`` logits or probabilities."""
+    """Wraps ``fn(x) -> (n, num_classes)`` logits or probabilities.
+
+    Args:
+        fn: called on NumPy batches; its answers are checked for shape.
+        num_classes: width of ``fn``'s answers.
+        output: ``"logits"`` or ``"probabilities"``.
+        batch_size: largest batch passed to ``fn``; ``None`` passes all inputs at once.
+        description: text for reports; default ``"callable <name>"``.
+
+    Example:
+        >>> t = CallableTarget(lambda x: x[:, :2], num_classes=2, batch_size=2)
+        >>> t.predict(np.ones((3, 4))).shape
+        (3, 2)
+    """
 
     capabilities = frozenset({"scores", "labels"})
 
@@ -21,28 +34,19 @@ class CallableTarget(Target):
         fn: Callable[[np.ndarray], np.ndarray],
         *,
         num_classes: int,
-        output: OutputKind = "logits",
+        output: str = "logits",
         batch_size: int | None = None,
         description: str | None = None,
     ) -> None:
-        if output not in ("logits", "probabilities"):
-            raise TargetError(f"output: must be 'logits' or 'probabilities', got {output!r}")
+        if not callable(fn):
+            raise TargetError(f"target: expected a callable, got a {type(fn).__name__}")
+        check_positive(num_classes, "num_classes")
+        check_positive(batch_size, "batch_size")
         self.fn = fn
         self.num_classes = num_classes
-        self.output = output
+        self.output = check_output_kind(output, "output")
         self.batch_size = batch_size
         self.description = description or f"callable {getattr(fn, '__name__', type(fn).__name__)}"
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x)
-        step = self.batch_size or max(len(x), 1)
-        parts = [
-            np.asarray(self.fn(x[i : i + step]), dtype=np.float64) for i in range(0, len(x), step)
-        ]
-        out = np.concatenate(parts) if parts else np.zeros((0, self.num_classes))
-        if out.shape != (len(x), self.num_classes):
-            raise TargetError(
-                f"target: the callable returned shape {out.shape}, expected "
-                f"({len(x)}, {self.num_classes})"
-            )
-        return out
+        return predict_in_batches(self.fn, np.asarray(x), self.batch_size, self.num_classes)

@@ -124,6 +124,17 @@ def test_augmentation_needs_images(digits_split, overfit_target, tmp_path: Path)
         )
 
 
+def test_rmia_leaves_out_records_without_out_models() -> None:
+    from unmeasured.audits.membership.rmia import _out_mean, dominance_scores
+
+    probs = np.array([[0.2, 0.9, 0.4], [0.6, 0.7, 0.8]])
+    masks = np.array([[False, True, True], [True, True, False]])
+    out = _out_mean(probs, masks)
+    assert out[0] == 0.2 and np.isnan(out[1]) and out[2] == 0.8  # not Pr_OUT = 0
+    scores = dominance_scores(np.array([1.0, np.nan, 3.0]), np.array([0.5, np.nan, 2.0]), 1.0)
+    assert scores[0] == 0.5 and np.isnan(scores[1]) and scores[2] == 1.0
+
+
 def test_rmia_chooses_a_without_ground_truth(overfit_run) -> None:
     rmia = overfit_run["membership.rmia"]
     assert 0.0 <= rmia.details["a"] <= 1.0

@@ -38,14 +38,20 @@ def _true_class_prob(log_probs: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _out_mean(probs: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Mean over the models that did not train on each record; NaN where every model did
+    (such a record has no OUT estimate, and must not count as ``Pr_OUT = 0``)."""
     out = ~masks
-    return (probs * out).sum(axis=0) / np.maximum(out.sum(axis=0), 1)
+    count = out.sum(axis=0)
+    total = (probs * out).sum(axis=0)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def dominance_scores(ratio_x: np.ndarray, ratio_z: np.ndarray, gamma: float) -> np.ndarray:
-    """For each x, the fraction of z with ``ratio_x / ratio_z > gamma``."""
-    sorted_z = np.sort(ratio_z)
-    return np.searchsorted(sorted_z, ratio_x / gamma, side="left") / len(sorted_z)
+    """For each x, the fraction of z with ``ratio_x / ratio_z > gamma``; z without a finite
+    ratio are left out, and x without one scores NaN."""
+    sorted_z = np.sort(ratio_z[np.isfinite(ratio_z)])
+    scores = np.searchsorted(sorted_z, ratio_x / gamma, side="left") / max(len(sorted_z), 1)
+    return np.where(np.isfinite(ratio_x), scores, np.nan)
 
 
 @register
@@ -126,7 +132,8 @@ class RMIA(PoolAttack):
         else:
             a = self._choose_a(refs, ref_probs, n_audit) if self.a == "auto" else float(self.a)
             marginal = 0.5 * ((1 + a) * _out_mean(ref_probs, refs.masks) + (1 - a))
-        ratio = target_probs / np.maximum(marginal, 1e-30)
+        with np.errstate(invalid="ignore"):
+            ratio = target_probs / np.maximum(marginal, 1e-30)
         z = self._population_index(ctx, n_audit, len(y))
         scores = dominance_scores(ratio, ratio[z], self.gamma)
         ctx.shared(f"rmia-a/{self!r}", lambda: a)
@@ -150,9 +157,15 @@ class RMIA(PoolAttack):
         for t in range(min(k, 4)):
             others = np.arange(k) != t
             out_mean = _out_mean(probs[others], masks[others])
-            truth = masks[t].astype(np.int8)
+            known = np.isfinite(out_mean)  # records every other model trained on say nothing
+            truth = masks[t][known].astype(np.int8)
+            if truth.min() == truth.max():
+                continue
             for i, a in enumerate(A_GRID):
-                ratio = probs[t] / np.maximum(0.5 * ((1 + a) * out_mean + (1 - a)), 1e-30)
+                marginal = 0.5 * ((1 + a) * out_mean[known] + (1 - a))
+                ratio = probs[t][known] / np.maximum(marginal, 1e-30)
                 scores = dominance_scores(ratio, ratio, self.gamma)
                 aucs[i] += auc_estimate(scores, truth).value
+        if not aucs.any():
+            return A_FALLBACK
         return float(A_GRID[int(np.argmax(aucs))])

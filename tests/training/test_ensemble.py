@@ -13,29 +13,29 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
+from torch import nn
 
 from unmeasured.errors import ConfigError
+from unmeasured.progress import Progress
 from unmeasured.training import (
     CNNRecipe,
     LogisticRecipe,
     MLPRecipe,
     SklearnRecipe,
+    TorchRecipe,
     TrainingReport,
     train_ensemble,
+    train_stacked,
 )
+from unmeasured.training.ensemble import _choose, _Job
+
+SEEDS = [3, 4, 5, 6]
+# float32 rounding differences between one model's matrix products and the stacked ones
+ATOL = 1e-4
 
 
-@pytest.fixture(scope="module")
-def digits():
-    d = load_digits()
-    x = (d.data[:400] / 16.0).astype(np.float32)
-    y = d.target[:400].astype(np.int64)
-    masks = np.random.default_rng(0).random((4, len(x))) < 0.5
-    return x, y, masks
-
-
+@pytest.mark.parametrize("engine", ["bmm", "torch.func"])
 @pytest.mark.parametrize(
     "recipe",
     [
@@ -45,162 +45,292 @@ def digits():
         ),
         LogisticRecipe(epochs=3, batch_size=64, weight_decay=1e-4),
     ],
-    ids=["mlp-adam", "mlp-sgd", "logistic"],
+    ids=["mlp-adam", "mlp-sgd-decay", "logistic"],
 )
-def test_vmap_matches_sequential(digits, recipe) -> None:
-    x, y, masks = digits
-    kw = dict(seeds=[3, 4, 5, 6], num_classes=10)
+def test_stacked_training_equals_training_alone(digits, masks, recipe, engine: str) -> None:
+    x, y = digits
+    alone = [
+        recipe.predict_logits(recipe.fit(x[m], y[m], num_classes=10, seed=s), x[:100])
+        for m, s in zip(masks, SEEDS, strict=True)
+    ]
+    for k, (m, s) in enumerate(zip(masks, SEEDS, strict=True)):  # one model per stack
+        stacked = train_stacked(recipe, x, y, 10, x[:100], m[None], [s], engine)
+        np.testing.assert_allclose(stacked[0], alone[k], atol=ATOL)
+    # different seeds and subsets give different models: the checks above are not vacuous
+    assert np.abs(alone[0] - alone[1]).max() > 0.1
+
+
+@pytest.mark.parametrize(
+    "recipe",
+    [MLPRecipe(hidden=(32, 16), epochs=3, batch_size=32), LogisticRecipe(epochs=2)],
+    ids=["mlp", "logistic"],
+)
+def test_vmap_backend_matches_sequential(digits, masks, recipe) -> None:
+    x, y = digits
+    kw = dict(seeds=SEEDS, num_classes=10)
     seq = train_ensemble(recipe, x, y, masks, x[:100], backend="sequential", **kw)
-    vm = train_ensemble(recipe, x, y, masks, x[:100], backend="vmap", **kw)
-    np.testing.assert_allclose(vm, seq, atol=2e-3, rtol=1e-3)
-    # different seeds really give different models: the check above is not vacuous
-    assert np.abs(seq[0] - seq[1]).max() > 0.1
+    report = TrainingReport()
+    vm = train_ensemble(recipe, x, y, masks, x[:100], backend="vmap", report=report, **kw)
+    assert (report.backend, report.engine, report.trained) == ("vmap", "bmm", 4)
+    np.testing.assert_allclose(vm, seq, atol=ATOL)
 
 
-def test_vmap_through_torch_func_for_cnns(digits) -> None:
-    x, y, masks = digits
-    images = x.reshape(-1, 1, 8, 8)
-    recipe = CNNRecipe(channels=(4, 8), epochs=2, batch_size=32)
-    kw = dict(seeds=[1, 2, 3, 4], num_classes=10)
-    seq = train_ensemble(recipe, images, y, masks, images[:50], backend="sequential", **kw)
-    vm = train_ensemble(recipe, images, y, masks, images[:50], backend="vmap", **kw)
-    np.testing.assert_allclose(vm, seq, atol=1e-3, rtol=1e-3)
-
-
-def test_single_model_fit_equals_ensemble_member(digits) -> None:
-    x, y, masks = digits
+def test_models_with_different_batch_counts_are_stacked_apart(digits) -> None:
+    """Subsets of 60, 100, 100 and 140 records in batches of 32 take 2, 4, 4 and 5 steps per
+    epoch: each model still follows its own schedule, as it would alone."""
+    x, y = digits
+    masks = np.zeros((4, len(x)), dtype=bool)
+    for k, n in enumerate((60, 100, 100, 140)):
+        masks[k, np.random.default_rng(k).permutation(len(x))[:n]] = True
     recipe = MLPRecipe(hidden=(16,), epochs=2, batch_size=32)
-    model = recipe.fit(x[masks[2]], y[masks[2]], num_classes=10, seed=9)
-    ens = train_ensemble(
-        recipe, x, y, masks[[2]], x[:30], seeds=[9], num_classes=10, backend="vmap"
-    )
-    np.testing.assert_allclose(ens[0], recipe.predict_logits(model, x[:30]), atol=1e-4)
+    kw = dict(seeds=SEEDS, num_classes=10)
+    seq = train_ensemble(recipe, x, y, masks, x[:50], backend="sequential", **kw)
+    report = TrainingReport()
+    vm = train_ensemble(recipe, x, y, masks, x[:50], backend="vmap", report=report, **kw)
+    assert report.chunk_size == 2  # the two models with 4 steps per epoch
+    np.testing.assert_allclose(vm, seq, atol=ATOL)
+    with pytest.raises(ConfigError, match="same number of batches"):
+        train_stacked(recipe, x, y, 10, x[:5], masks, SEEDS)
 
 
-def test_process_backend_matches_sequential(digits) -> None:
-    x, y, masks = digits
+def test_chunks_give_the_same_models(digits, masks) -> None:
+    x, y = digits
     recipe = MLPRecipe(hidden=(16,), epochs=2, batch_size=64)
-    kw = dict(seeds=[1, 2, 3, 4], num_classes=10)
-    seq = train_ensemble(recipe, x, y, masks, x[:40], backend="sequential", **kw)
-    proc = train_ensemble(recipe, x, y, masks, x[:40], backend="process", workers=2, **kw)
-    np.testing.assert_allclose(proc, seq, atol=1e-5)
+    kw = dict(seeds=SEEDS, num_classes=10, backend="vmap")
+    whole = train_ensemble(recipe, x, y, masks, x[:50], **kw)
+    report = TrainingReport()
+    chunked = train_ensemble(recipe, x, y, masks, x[:50], chunk_size=2, report=report, **kw)
+    assert report.chunk_size == 2
+    np.testing.assert_allclose(chunked, whole, atol=ATOL)
 
 
-def test_sklearn_recipe(digits) -> None:
-    x, y, masks = digits
-    recipe = SklearnRecipe(estimator=LogisticRegression(max_iter=200))
+def test_cnns_stack_through_torch_func(digits, masks) -> None:
+    x, y = digits
+    images = x.reshape(-1, 1, 8, 8)
+    recipe = CNNRecipe(channels=(4,), epochs=1, batch_size=50)
+    kw = dict(seeds=SEEDS[:2], num_classes=10)
+    seq = train_ensemble(recipe, images, y, masks[:2], images[:40], backend="sequential", **kw)
+    report = TrainingReport()
+    vm = train_ensemble(recipe, images, y, masks[:2], images[:40], report=report, **kw)
+    assert (report.backend, report.engine) == ("vmap", "torch.func")
+    assert any("torch.func" in note for note in report.notes)
+    np.testing.assert_allclose(vm, seq, atol=ATOL)
+
+
+class BatchNormRecipe(TorchRecipe):
+    def __init__(self, *, epochs: int = 1, batch_size: int = 64, lr: float = 1e-3) -> None:
+        self.epochs, self.batch_size, self.lr = epochs, batch_size, lr
+        self.weight_decay, self.optimizer, self.momentum = 0.0, "adam", 0.9
+        self.validate()
+
+    def architecture(self, input_shape, num_classes) -> nn.Module:
+        return nn.Sequential(nn.Flatten(), nn.BatchNorm1d(64), nn.Linear(64, num_classes))
+
+
+def test_unstackable_layers_fall_back_to_sequential_and_say_why(digits, masks) -> None:
+    x, y = digits
+    logged: list[str] = []
+
+    class Recorder(Progress):
+        def log(self, message: str) -> None:
+            logged.append(message)
+
     report = TrainingReport()
     out = train_ensemble(
-        recipe,
+        BatchNormRecipe(),
         x,
         y,
-        masks,
-        x[:40],
-        seeds=[0, 1, 2, 3],
+        masks[:2],
+        x[:10],
+        seeds=SEEDS[:2],
         num_classes=10,
         backend="vmap",
+        progress=Recorder(),
         report=report,
     )
-    assert report.backend == "sequential" and report.notes  # says why it did not stack
-    assert out.shape == (4, 40, 10)
+    assert report.backend == "sequential" and out.shape == (2, 10, 10)
+    assert logged == report.notes and "BatchNorm1d" in report.notes[0]
+
+
+def test_backend_choice() -> None:
+    x, y = np.zeros((4, 3), np.float32), np.zeros(4, np.int64)
+    sk = _Job(SklearnRecipe(estimator=LogisticRegression()), x, y, 2, x)
+    mlp = _Job(MLPRecipe(hidden=(4,)), x, y, 2, x)
+
+    def choose(job: _Job, backend: str, k: int, workers: int | None = None) -> str:
+        return _choose(job, backend, k, workers, TrainingReport())[0]
+
+    assert choose(mlp, "auto", 8) == "vmap"
+    assert choose(mlp, "auto", 1) == "sequential"
+    assert choose(sk, "auto", 8, workers=2) == "process"
+    assert choose(sk, "auto", 8, workers=1) == "sequential"
+    assert choose(sk, "auto", 1, workers=2) == "sequential"
+    with pytest.raises(ConfigError, match="backend: SklearnRecipe trains with 'sequential'"):
+        choose(sk, "vmap", 8)
+
+
+def test_sklearn_recipe_in_an_ensemble(digits, masks) -> None:
+    x, y = digits
+    recipe = SklearnRecipe(estimator=LogisticRegression(max_iter=300))
+    out = train_ensemble(
+        recipe, x, y, masks, x[:40], seeds=SEEDS, num_classes=10, backend="sequential"
+    )
+    assert out.shape == (4, 40, 10) and out.dtype == np.float32
     assert (out.argmax(axis=2) == y[:40]).mean() > 0.8
 
 
-def test_cache_hits_skip_training(digits, tmp_path: Path) -> None:
-    x, y, masks = digits
+def test_process_backend_matches_sequential(digits, masks) -> None:
+    x, y = digits
     recipe = MLPRecipe(hidden=(16,), epochs=2, batch_size=64)
-    kw = dict(seeds=[1, 2, 3, 4], num_classes=10, cache_dir=tmp_path)
+    kw = dict(seeds=SEEDS, num_classes=10)
+    seq = train_ensemble(recipe, x, y, masks, x[:40], backend="sequential", **kw)
+    report = TrainingReport()
+    proc = train_ensemble(
+        recipe, x, y, masks, x[:40], backend="process", workers=2, report=report, **kw
+    )
+    assert (report.backend, report.trained) == ("process", 4)
+    np.testing.assert_allclose(proc, seq, atol=ATOL)
+
+
+def test_cache_hits_skip_training(digits, masks, tmp_path: Path) -> None:
+    x, y = digits
+    recipe = MLPRecipe(hidden=(16,), epochs=2, batch_size=64)
+    kw = dict(seeds=SEEDS, num_classes=10, cache_dir=tmp_path)
     first, second = TrainingReport(), TrainingReport()
     a = train_ensemble(recipe, x, y, masks, x[:40], report=first, **kw)
     b = train_ensemble(recipe, x, y, masks, x[:40], report=second, **kw)
     assert (first.trained, first.cached) == (4, 0)
-    assert (second.trained, second.cached) == (0, 4)
+    assert (second.trained, second.cached, second.backend) == (0, 4, "cache")
     np.testing.assert_array_equal(a, b)
-    # anything that changes the models changes the key
+    # a new model joins: only it trains
+    more = np.concatenate([masks, masks[:1]])
     third = TrainingReport()
-    train_ensemble(
-        MLPRecipe(hidden=(16,), epochs=3, batch_size=64), x, y, masks, x[:40], report=third, **kw
-    )
-    assert third.trained == 4
+    c = train_ensemble(recipe, x, y, more, x[:40], report=third, **{**kw, "seeds": [*SEEDS, 99]})
+    assert (third.trained, third.cached) == (1, 4)
+    np.testing.assert_array_equal(c[:4], a)
+    # a torn or foreign file is not trusted: that model trains again
+    entry = next(tmp_path.glob("outputs/*/*.npy"))
+    entry.write_bytes(b"not an array")
+    fourth = TrainingReport()
+    train_ensemble(recipe, x, y, masks, x[:40], report=fourth, **kw)
+    assert (fourth.trained, fourth.cached) == (1, 3)
 
 
-SCRIPT = """
-import numpy as np, sys
+@pytest.mark.parametrize(
+    "change",
+    ["recipe", "data", "mask", "seed", "query"],
+)
+def test_cache_key_covers_everything_that_matters(digits, masks, tmp_path, change) -> None:
+    x, y = digits
+    recipe = MLPRecipe(hidden=(8,), epochs=1, batch_size=64)
+    args = dict(recipe=recipe, x=x, y=y, masks=masks[:1], query_x=x[:20], seeds=[1])
+    train_ensemble(**args, num_classes=10, cache_dir=tmp_path)
+    changed = {
+        "recipe": {"recipe": MLPRecipe(hidden=(8,), epochs=1, batch_size=32)},
+        "data": {"y": np.where(np.arange(len(y)) == 0, (y + 1) % 10, y)},
+        "mask": {"masks": ~masks[:1]},
+        "seed": {"seeds": [2]},
+        "query": {"query_x": x[1:21]},
+    }[change]
+    report = TrainingReport()
+    train_ensemble(**{**args, **changed}, num_classes=10, cache_dir=tmp_path, report=report)
+    assert report.trained == 1
+
+
+TRAIN_UNTIL_KILLED = """
+import sys, time
+import numpy as np
 from sklearn.datasets import load_digits
+from unmeasured.progress import Progress
 from unmeasured.training import MLPRecipe, train_ensemble
+
+class StallAfter(Progress):
+    # after three finished models (vmap: chunks of two), stall as if the next took forever
+    def task(self, description, total=None):
+        from contextlib import contextmanager
+        finished = []
+        def advance(n=1):
+            finished.append(n)
+            if len(finished) == 3:
+                time.sleep(600)
+        @contextmanager
+        def ctx():
+            yield advance
+        return ctx()
+
 d = load_digits()
-x = (d.data[:400] / 16.0).astype(np.float32); y = d.target[:400]
-masks = np.random.default_rng(0).random((8, 400)) < 0.5
-train_ensemble(MLPRecipe(hidden=(64,), epochs=40, batch_size=16), x, y, masks, x[:50],
-               seeds=list(range(8)), num_classes=10, backend="sequential", cache_dir=sys.argv[1])
+x, y = (d.data[:300] / 16.0).astype(np.float32), d.target[:300]
+masks = np.random.default_rng(0).random((8, 300)) < 0.5
+train_ensemble(MLPRecipe(hidden=(16,), epochs=2, batch_size=64), x, y, masks, x[:50],
+               seeds=list(range(8)), num_classes=10, backend=sys.argv[2], chunk_size=2,
+               cache_dir=sys.argv[1], progress=StallAfter())
 """
 
 
-def test_kill_and_resume(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sequential", "vmap"])
+def test_kill_and_resume(digits, tmp_path: Path, backend: str) -> None:
     """kill -9 in the middle of training; the resumed run trains only what had not finished."""
     script = tmp_path / "train.py"
-    script.write_text(textwrap.dedent(SCRIPT))
+    script.write_text(textwrap.dedent(TRAIN_UNTIL_KILLED))
     cache = tmp_path / "cache"
-    proc = subprocess.Popen([sys.executable, str(script), str(cache)])
-    deadline = time.monotonic() + 120
+    proc = subprocess.Popen([sys.executable, str(script), str(cache), backend])
+    deadline = time.monotonic() + 60
     try:
-        while time.monotonic() < deadline:
-            done = list(cache.glob("outputs/*/*.npy"))
-            if len(done) >= 2 or proc.poll() is not None:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if len(list(cache.glob("outputs/*/*.npy"))) >= 2:
                 break
             time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
     finally:
+        os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     finished = len(list(cache.glob("outputs/*/*.npy")))
-    assert 2 <= finished < 8, f"kill came too late or too early: {finished} models finished"
+    assert 2 <= finished < 8, f"{finished} models were cached before the kill"
     assert not list(cache.glob("outputs/*/*.tmp"))
 
-    d = load_digits()
-    x = (d.data[:400] / 16.0).astype(np.float32)
-    y = d.target[:400]
-    masks = np.random.default_rng(0).random((8, 400)) < 0.5
+    x, y = digits
+    masks = np.random.default_rng(0).random((8, 300)) < 0.5
+    recipe = MLPRecipe(hidden=(16,), epochs=2, batch_size=64)
+    kw = dict(seeds=list(range(8)), num_classes=10)
     report = TrainingReport()
-    train_ensemble(
-        MLPRecipe(hidden=(64,), epochs=40, batch_size=16),
-        x,
-        y,
-        masks,
-        x[:50],
-        seeds=list(range(8)),
-        num_classes=10,
-        backend="vmap",
-        cache_dir=cache,
-        report=report,
+    resumed = train_ensemble(
+        recipe, x, y, masks, x[:50], backend="vmap", cache_dir=cache, report=report, **kw
     )
-    assert report.cached == finished
-    assert report.trained == 8 - finished
+    assert (report.cached, report.trained) == (finished, 8 - finished)
+    fresh = train_ensemble(recipe, x, y, masks, x[:50], backend="sequential", **kw)
+    np.testing.assert_allclose(resumed, fresh, atol=ATOL)
 
 
-def test_bad_arguments(digits) -> None:
-    x, y, masks = digits
+def test_bad_arguments(digits, masks) -> None:
+    x, y = digits
     recipe = MLPRecipe(hidden=(4,), epochs=1)
-    with pytest.raises(ConfigError, match="backend"):
-        train_ensemble(
-            recipe, x, y, masks, x[:5], seeds=[1, 2, 3, 4], num_classes=10, backend="gpu-farm"
-        )
-    with pytest.raises(ConfigError, match="seeds"):
+    kw = dict(seeds=SEEDS, num_classes=10)
+    with pytest.raises(ConfigError, match="backend: unknown backend 'gpu-farm'; choose 'auto'"):
+        train_ensemble(recipe, x, y, masks, x[:5], backend="gpu-farm", **kw)
+    with pytest.raises(ConfigError, match="seeds: expected 4 seeds"):
         train_ensemble(recipe, x, y, masks, x[:5], seeds=[1], num_classes=10)
-    with pytest.raises(ConfigError, match="masks"):
-        train_ensemble(recipe, x, y, masks[:, :10], x[:5], seeds=[1, 2, 3, 4], num_classes=10)
+    with pytest.raises(ConfigError, match="masks: expected a bool array of shape"):
+        train_ensemble(recipe, x, y, masks[:, :10], x[:5], **kw)
+    with pytest.raises(ConfigError, match="masks: model 1 has no training record"):
+        train_ensemble(recipe, x, y, masks & (np.arange(4) != 1)[:, None], x[:5], **kw)
+    with pytest.raises(ConfigError, match=r"y: labels must be in 0\.\.9"):
+        train_ensemble(recipe, x, y + 1, masks, x[:5], **kw)
+    with pytest.raises(ConfigError, match="query_x"):
+        train_ensemble(recipe, x, y, masks, x[:5, :10], **kw)
+    with pytest.raises(ConfigError, match="engine: unknown engine"):
+        train_stacked(recipe, x, y, 10, x[:5], masks[:1], SEEDS[:1], "jax")
 
 
 @pytest.mark.ray
-def test_ray_backend_on_a_local_runtime(digits) -> None:
+def test_ray_backend_on_a_local_runtime(digits, masks) -> None:
     if os.environ.get("CI") != "true":
         pytest.importorskip("ray", reason="the ray extra is not installed")
-    x, y, masks = digits
+    x, y = digits
     recipe = MLPRecipe(hidden=(16,), epochs=2, batch_size=64)
-    kw = dict(seeds=[1, 2, 3, 4], num_classes=10)
+    kw = dict(seeds=SEEDS, num_classes=10)
     seq = train_ensemble(recipe, x, y, masks, x[:40], backend="sequential", **kw)
     report = TrainingReport()
     remote = train_ensemble(
         recipe, x, y, masks, x[:40], backend="ray", workers=2, report=report, **kw
     )
-    assert report.backend == "ray" and report.trained == 4
-    np.testing.assert_allclose(remote, seq, atol=1e-5)
+    assert (report.backend, report.trained) == ("ray", 4)
+    np.testing.assert_allclose(remote, seq, atol=ATOL)

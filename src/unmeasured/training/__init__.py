@@ -1,7 +1,13 @@
 """Training models like the target: recipes, the ensemble trainer and its cache."""
 
 from unmeasured.training.cache import OutputCache
-from unmeasured.training.ensemble import BACKENDS, TrainingReport, train_ensemble, train_stacked
+from unmeasured.training.ensemble import (
+    BACKENDS,
+    ENGINES,
+    TrainingReport,
+    train_ensemble,
+    train_stacked,
+)
 from unmeasured.training.recipes import (
     CNNRecipe,
     LogisticRecipe,
@@ -15,6 +21,7 @@ from unmeasured.training.recipes import (
 
 __all__ = [
     "BACKENDS",
+    "ENGINES",
     "CNNRecipe",
     "LogisticRecipe",
     "MLPRecipe",

@@ -1,11 +1,14 @@
 """Recipes: how to train a model like the target.
 
-A recipe holds hyper-parameters only (keyword-only, stored as given, so ``repr``, ``params`` and
-the cache key follow from them) and trains with `fit`. Torch recipes share one training loop
-whose randomness is fixed by the seed alone: the initialisation (``torch.manual_seed(seed)``
-inside `build`) and the batch schedule (`batch_schedule`). The ensemble trainer reproduces the
-same schedule for K models at once, so a model trained alone and the same model trained inside
-an ensemble agree.
+A recipe holds hyper-parameters only: keyword-only, stored as given and checked against the
+constraints declared next to the class, so ``repr``, `Recipe.params` and `Recipe.cache_key`
+follow from them. It trains one model with `Recipe.fit`.
+
+Torch recipes share one training loop whose randomness is fixed by the seed alone: the
+initialisation (``torch.manual_seed(seed)`` while `TorchRecipe.build` runs, in a forked RNG
+state so the caller's is untouched) and the batch order (`batch_schedule`). The ensemble trainer
+replays the same schedule for K models at once, so a model trained alone and the same model
+trained inside an ensemble agree up to floating-point rounding.
 """
 
 from __future__ import annotations
@@ -17,18 +20,90 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
+from unmeasured.audits.base import Constraint, interval, options
 from unmeasured.entrypoints import load_callable
-from unmeasured.errors import ConfigError, one_of
+from unmeasured.errors import ConfigError, InputError, one_of
+from unmeasured.provenance import sha256_arrays
+
+#: Bumped whenever the training loop or the batch schedule changes what a seed trains, so that
+#: cached outputs of older loops are not reused.
+TRAINING_LOOP_VERSION = 1
+
+
+#: torch's fused CPU Adam (2.4 and later): one pass over parameters and state instead of several,
+#: which is most of the optimiser's cost on stacked models (its first use imports torch._dynamo,
+#: about a second, once per process)
+_FUSED_CPU_ADAM = (
+    True if tuple(int(p) for p in torch.__version__.split(".")[:2]) >= (2, 4) else None
+)
+
+
+def _positive_ints(*, allow_empty: bool) -> Constraint:
+    def check(v: Any) -> bool:
+        return (
+            isinstance(v, (list, tuple))
+            and (allow_empty or len(v) > 0)
+            and all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in v)
+        )
+
+    what = "a list of positive ints" + ("" if allow_empty else " (at least one)")
+    return Constraint(check, what)
+
+
+def _canonical(value: Any) -> Any:
+    """A JSON-able form of a parameter value that is equal exactly when the values train the
+    same models (lists and tuples alike; estimators by class and parameters, not by their
+    truncated ``repr``; arrays by content)."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, np.ndarray):
+        return {"array": sha256_arrays(value)}
+    if hasattr(value, "get_params") and not isinstance(value, type):  # a scikit-learn estimator
+        return {
+            "class": _qualified(type(value)),
+            "params": _canonical(value.get_params(deep=False)),
+        }
+    if isinstance(value, type) or callable(value):
+        return {"callable": _qualified(value)}
+    return repr(value)
+
+
+def _qualified(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+
+
+def _source_digest(cls: type) -> str | None:
+    """Hash of the file defining a recipe class from outside this package, so that editing a
+    user's recipe invalidates its cached models."""
+    if cls.__module__.startswith("unmeasured."):
+        return None
+    try:
+        return hashlib.sha256(Path(inspect.getfile(cls)).read_bytes()).hexdigest()
+    except (OSError, TypeError):
+        return None
 
 
 class Recipe(ABC):
-    """How to train a model like the target."""
+    """How to train a model like the target.
+
+    Subclasses take their hyper-parameters as keyword-only arguments stored under the same
+    names, declare ``constraints`` for them, call `validate` at the end of ``__init__``, and
+    implement `fit` and `predict_logits`.
+    """
+
+    constraints: ClassVar[dict[str, Constraint]] = {}
 
     @classmethod
     def param_names(cls) -> list[str]:
@@ -36,21 +111,42 @@ class Recipe(ABC):
         return [p.name for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY]
 
     def params(self) -> dict[str, Any]:
+        """The hyper-parameters, as given."""
         return {k: getattr(self, k) for k in self.param_names()}
+
+    def validate(self) -> None:
+        """Check every declared constraint.
+
+        Raises:
+            ConfigError: one line naming ``recipe.<parameter>``, the rule and the value.
+        """
+        for key, constraint in self.constraints.items():
+            value = getattr(self, key)
+            if not constraint.check(value):
+                raise ConfigError(
+                    f"recipe.{key}: {type(self).__name__}'s '{key}' must be "
+                    f"{constraint.description}; got {value!r}"
+                )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.params().items())})"
 
     def cache_key(self) -> str:
-        """A stable hash of what determines the trained models: class, parameters, versions."""
+        """A stable sha256 of everything that decides what a seed trains: the class (and the
+        source file of a recipe defined outside this package), the parameters, the training
+        loop's version and the versions of torch, scikit-learn and numpy."""
         import sklearn
 
+        cls = type(self)
         blob = json.dumps(
             {
-                "recipe": f"{type(self).__module__}.{type(self).__qualname__}",
-                "params": {k: repr(v) for k, v in self.params().items()},
+                "recipe": _qualified(cls),
+                "source": _source_digest(cls),
+                "params": _canonical(self.params()),
+                "loop": TRAINING_LOOP_VERSION,
                 "torch": torch.__version__,
                 "sklearn": sklearn.__version__,
+                "numpy": np.__version__,
             },
             sort_keys=True,
         )
@@ -58,16 +154,25 @@ class Recipe(ABC):
 
     @abstractmethod
     def fit(self, x: np.ndarray, y: np.ndarray, *, num_classes: int, seed: int) -> Any:
-        """Train one model on ``(x, y)``; return it."""
+        """Train one model on ``(x, y)`` (labels in ``0..num_classes-1``); return it."""
 
     @abstractmethod
-    def predict_logits(self, model: Any, x: np.ndarray) -> np.ndarray:
-        """Logits (or log-probabilities) of a model from `fit`, shape ``(n, C)``, float32."""
+    def predict_logits(
+        self, model: Any, x: np.ndarray, *, num_classes: int | None = None
+    ) -> np.ndarray:
+        """Logits (or log-probabilities) of a model from `fit`, float32 of shape ``(n, C)``.
+
+        ``num_classes`` fixes ``C`` when the model may have seen fewer classes than exist.
+        """
 
 
 def batch_schedule(n: int, batch_size: int, epochs: int, seed: int) -> Iterator[np.ndarray]:
     """Positions (into a model's own training set of size ``n``) of each minibatch: a fresh
-    permutation per epoch, cut into batches of ``batch_size`` (the last one may be smaller)."""
+    permutation per epoch, cut into batches of ``batch_size`` (the last one may be smaller).
+
+    The schedule depends on ``(n, batch_size, epochs, seed)`` only, never on other models, so
+    a model trains the same way alone and inside any ensemble.
+    """
     rng = np.random.default_rng([seed, 7])
     for _ in range(epochs):
         perm = rng.permutation(n)
@@ -80,7 +185,20 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
 
 
 class TorchRecipe(Recipe):
-    """Base of torch recipes: minibatch training with cross-entropy and Adam or SGD."""
+    """Base of torch recipes: minibatch training with cross-entropy and Adam or SGD.
+
+    Subclasses implement `architecture`; the training loop, the optimiser and the seeding are
+    shared (and replayed by the ensemble trainer for many models at once).
+    """
+
+    constraints: ClassVar[dict[str, Constraint]] = {
+        "epochs": interval(1, 1_000_000, closed="both", kind=int),
+        "batch_size": interval(1, 1_000_000_000, closed="both", kind=int),
+        "lr": interval(0, math.inf),
+        "weight_decay": interval(0, math.inf, closed="left"),
+        "optimizer": options("adam", "sgd"),
+        "momentum": interval(0, 1, closed="left"),
+    }
 
     epochs: int
     batch_size: int
@@ -89,29 +207,22 @@ class TorchRecipe(Recipe):
     optimizer: str
     momentum: float
 
-    def _check(self) -> None:
-        if self.optimizer not in ("adam", "sgd"):
-            raise ConfigError(f"recipe.optimizer: must be 'adam' or 'sgd', got {self.optimizer!r}")
-        for key in ("epochs", "batch_size"):
-            v = getattr(self, key)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"recipe.{key}: must be a positive int, got {v!r}")
-        if not isinstance(self.lr, (int, float)) or self.lr <= 0:
-            raise ConfigError(f"recipe.lr: must be a positive number, got {self.lr!r}")
-
     @abstractmethod
-    def _module(self, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-        """The architecture (called under a fixed seed by `build`)."""
+    def architecture(self, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+        """The untrained network (called under a fixed seed by `build`)."""
 
     def build(self, input_shape: Sequence[int], num_classes: int, seed: int) -> nn.Module:
-        """A freshly initialised model; the initialisation depends on ``seed`` only."""
+        """A freshly initialised model; its initialisation depends on ``seed`` only."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return self._module(tuple(input_shape), num_classes)
+            return self.architecture(tuple(input_shape), num_classes)
 
     def make_optimizer(self, parameters: Any) -> torch.optim.Optimizer:
+        """The recipe's optimiser (torch's fused CPU kernels where this torch has them)."""
         if self.optimizer == "adam":
-            return torch.optim.Adam(parameters, lr=self.lr, weight_decay=self.weight_decay)
+            return torch.optim.Adam(
+                parameters, lr=self.lr, weight_decay=self.weight_decay, fused=_FUSED_CPU_ADAM
+            )
         return torch.optim.SGD(
             parameters, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
         )
@@ -125,12 +236,15 @@ class TorchRecipe(Recipe):
         for batch in batch_schedule(len(xt), self.batch_size, self.epochs, seed):
             idx = torch.from_numpy(batch)
             opt.zero_grad(set_to_none=True)
-            nn.functional.cross_entropy(model(xt[idx]), yt[idx]).backward()
+            xb, yb = torch.index_select(xt, 0, idx), torch.index_select(yt, 0, idx)
+            nn.functional.cross_entropy(model(xb), yb).backward()
             opt.step()
         model.eval()
         return model
 
-    def predict_logits(self, model: nn.Module, x: np.ndarray) -> np.ndarray:
+    def predict_logits(
+        self, model: nn.Module, x: np.ndarray, *, num_classes: int | None = None
+    ) -> np.ndarray:
         model.eval()
         out = []
         with torch.inference_mode():
@@ -140,17 +254,24 @@ class TorchRecipe(Recipe):
         return np.concatenate(out)
 
 
-def _flat_size(shape: tuple[int, ...]) -> int:
-    return int(np.prod(shape))
-
-
 class MLPRecipe(TorchRecipe):
-    """A multi-layer perceptron (flattened input, ReLU hidden layers).
+    """A multi-layer perceptron: flattened input, ``Linear → ReLU`` per hidden width, then a
+    linear classifier.
+
+    Args:
+        hidden: widths of the hidden layers (empty: a linear model).
+        epochs, batch_size, lr, weight_decay: the training loop (L2 weight decay).
+        optimizer: ``"adam"`` or ``"sgd"`` (with ``momentum``).
 
     Example:
         >>> MLPRecipe(hidden=(64,), epochs=2)
         MLPRecipe(hidden=(64,), epochs=2, batch_size=128, lr=0.001, weight_decay=0.0, optimizer='adam', momentum=0.9)
     """
+
+    constraints: ClassVar[dict[str, Constraint]] = {
+        **TorchRecipe.constraints,
+        "hidden": _positive_ints(allow_empty=True),
+    }
 
     def __init__(
         self,
@@ -163,27 +284,36 @@ class MLPRecipe(TorchRecipe):
         optimizer: str = "adam",
         momentum: float = 0.9,
     ) -> None:
-        self.hidden = tuple(hidden)
+        self.hidden = hidden
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
         self.weight_decay = weight_decay
         self.optimizer = optimizer
         self.momentum = momentum
-        self._check()
+        self.validate()
 
-    def _module(self, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-        layers: list[nn.Module] = [nn.Flatten()]
-        width = _flat_size(input_shape)
-        for h in self.hidden:
-            layers += [nn.Linear(width, h), nn.ReLU()]
-            width = h
-        layers.append(nn.Linear(width, num_classes))
-        return nn.Sequential(*layers)
+    def architecture(self, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+        return _mlp(int(np.prod(input_shape)), self.hidden, num_classes)
 
 
-class LogisticRecipe(MLPRecipe):
-    """Multinomial logistic regression (an MLP without hidden layers)."""
+def _mlp(width: int, hidden: Sequence[int], num_classes: int) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Flatten()]
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        width = h
+    layers.append(nn.Linear(width, num_classes))
+    return nn.Sequential(*layers)
+
+
+class LogisticRecipe(TorchRecipe):
+    """Multinomial logistic regression (a single linear layer on the flattened input), trained
+    by the same loop as the other torch recipes.
+
+    Example:
+        >>> LogisticRecipe(epochs=5)
+        LogisticRecipe(epochs=5, batch_size=128, lr=0.01, weight_decay=0.0, optimizer='adam', momentum=0.9)
+    """
 
     def __init__(
         self,
@@ -195,20 +325,32 @@ class LogisticRecipe(MLPRecipe):
         optimizer: str = "adam",
         momentum: float = 0.9,
     ) -> None:
-        super().__init__(
-            hidden=(),
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            weight_decay=weight_decay,
-            optimizer=optimizer,
-            momentum=momentum,
-        )
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.optimizer = optimizer
+        self.momentum = momentum
+        self.validate()
+
+    def architecture(self, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+        return _mlp(int(np.prod(input_shape)), (), num_classes)
 
 
 class CNNRecipe(TorchRecipe):
-    """A small CNN for ``(C, H, W)`` images (e.g. 1x28x28 or 1x8x8): 3x3 convolutions with ReLU
-    and 2x2 max-pooling while the image is at least 4 pixels wide, then a linear classifier."""
+    """A small CNN for ``(C, H, W)`` images (e.g. 1x28x28 or 1x8x8): per entry of ``channels`` a
+    3x3 convolution with ReLU, followed by 2x2 max-pooling while the image is at least 4 pixels
+    wide; then a linear classifier.
+
+    Example:
+        >>> CNNRecipe(channels=(8,), epochs=1).build((1, 8, 8), 10, seed=0)(torch.zeros(2, 1, 8, 8)).shape
+        torch.Size([2, 10])
+    """
+
+    constraints: ClassVar[dict[str, Constraint]] = {
+        **TorchRecipe.constraints,
+        "channels": _positive_ints(allow_empty=False),
+    }
 
     def __init__(
         self,
@@ -221,19 +363,19 @@ class CNNRecipe(TorchRecipe):
         optimizer: str = "adam",
         momentum: float = 0.9,
     ) -> None:
-        self.channels = tuple(channels)
+        self.channels = channels
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
         self.weight_decay = weight_decay
         self.optimizer = optimizer
         self.momentum = momentum
-        self._check()
+        self.validate()
 
-    def _module(self, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    def architecture(self, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
         if len(input_shape) != 3:
             raise ConfigError(
-                f"recipe.kind: 'cnn' needs image inputs (C, H, W); the records have shape {input_shape}"
+                f"recipe.kind: 'cnn' needs image records of shape (C, H, W); got {input_shape}"
             )
         c, h, w = input_shape
         layers: list[nn.Module] = []
@@ -247,86 +389,161 @@ class CNNRecipe(TorchRecipe):
         return nn.Sequential(*layers)
 
 
+#: floor of a class the model never saw, relative to the lowest logit of that row
+_UNSEEN_CLASS_MARGIN = 30.0
+
+
 class SklearnRecipe(Recipe):
-    """Clone a scikit-learn estimator and fit it (``random_state`` set from the seed when the
-    estimator has one)."""
+    """Clone a scikit-learn classifier and fit it; every ``random_state`` in it (nested ones
+    in pipelines too) is set from the seed.
+
+    Logits are ``log(predict_proba)`` (clipped at 1e-30) or the ``decision_function`` (a binary
+    one ``d`` as ``[-d/2, d/2]``). A class absent from a model's training subset gets a logit
+    30 below the row's lowest.
+
+    Example:
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> SklearnRecipe(estimator=LogisticRegression(C=0.5))
+        SklearnRecipe(estimator=LogisticRegression(C=0.5))
+    """
+
+    constraints: ClassVar[dict[str, Constraint]] = {
+        "estimator": Constraint(
+            lambda v: (
+                hasattr(v, "get_params")
+                and hasattr(v, "fit")
+                and (hasattr(v, "predict_proba") or hasattr(v, "decision_function"))
+            ),
+            "a scikit-learn classifier (get_params, fit and predict_proba or decision_function)",
+        ),
+    }
 
     def __init__(self, *, estimator: Any) -> None:
         self.estimator = estimator
+        self.validate()
+
+    @classmethod
+    def from_target_estimator(cls, estimator: Any) -> SklearnRecipe:
+        """A recipe training fresh copies of a (fitted) target estimator: same class, same
+        hyper-parameters, none of its fitted state."""
+        from sklearn.base import clone
+
+        try:
+            unfitted = clone(estimator)
+        except TypeError as e:
+            raise InputError(f"recipe.estimator: cannot clone the target's model: {e}") from None
+        return cls(estimator=unfitted)
 
     def fit(self, x: np.ndarray, y: np.ndarray, *, num_classes: int, seed: int) -> Any:
         from sklearn.base import clone
 
         est = clone(self.estimator)
-        if "random_state" in est.get_params():
-            est.set_params(random_state=seed)
+        seeded = {
+            k: seed
+            for k in est.get_params(deep=True)
+            if k == "random_state" or k.endswith("__random_state")
+        }
+        est.set_params(**seeded)
         return est.fit(np.asarray(x).reshape(len(x), -1), y)
 
-    def predict_logits(self, model: Any, x: np.ndarray) -> np.ndarray:
+    def predict_logits(
+        self, model: Any, x: np.ndarray, *, num_classes: int | None = None
+    ) -> np.ndarray:
         flat = np.asarray(x).reshape(len(x), -1)
+        classes = np.asarray(model.classes_)
+        width = max(int(classes.max()) + 1, num_classes or 0)
         if hasattr(model, "predict_proba"):
-            proba = np.zeros((len(x), self._num_classes(model)), dtype=np.float64)
-            proba[:, model.classes_] = model.predict_proba(flat)
-            return np.log(np.clip(proba, 1e-30, None)).astype(np.float32)
-        d = np.asarray(model.decision_function(flat), dtype=np.float32)
-        return np.stack([-d / 2, d / 2], axis=1) if d.ndim == 1 else d
-
-    @staticmethod
-    def _num_classes(model: Any) -> int:
-        return int(np.max(model.classes_)) + 1
-
-    def params(self) -> dict[str, Any]:
-        return {"estimator": self.estimator}
+            seen = np.log(np.clip(model.predict_proba(flat), 1e-30, None))
+        else:
+            d = np.asarray(model.decision_function(flat), dtype=np.float64)
+            seen = np.stack([-d / 2, d / 2], axis=1) if d.ndim == 1 else d
+        out = np.repeat(seen.min(axis=1, keepdims=True) - _UNSEEN_CLASS_MARGIN, width, axis=1)
+        out[:, classes] = seen
+        return out.astype(np.float32)
 
 
-BUILTIN_RECIPES: dict[str, type[Recipe]] = {
+BUILTIN_RECIPES: dict[str, type[TorchRecipe]] = {
     "mlp": MLPRecipe,
     "logistic": LogisticRecipe,
     "cnn": CNNRecipe,
 }
-RECIPE_KINDS = (*BUILTIN_RECIPES, "python")
+RECIPE_KINDS = (*BUILTIN_RECIPES, "sklearn", "python")
 
 
-def load_recipe(spec: dict[str, Any], base_dir: Path) -> Recipe:
-    """A recipe from a ``[recipe]`` config table: ``kind`` plus that recipe's parameters, or
-    ``kind = "python"`` with ``entry = "recipe.py:make_recipe"`` (a function returning a Recipe;
-    other keys are passed to it as keyword arguments).
+def load_recipe(spec: dict[str, Any], base_dir: Path, *, target_estimator: Any = None) -> Recipe:
+    """A recipe from a ``[recipe]`` config table.
+
+    * ``kind = "mlp" | "logistic" | "cnn"`` plus that recipe's parameters;
+    * ``kind = "sklearn"`` with ``estimator = "sklearn.linear_model.LogisticRegression"`` (a
+      class path, ``module.Class`` or ``module:Class``) and its parameters as the other keys; or
+      without ``estimator`` to copy the target's own scikit-learn model (``target_estimator``);
+    * ``kind = "python"`` with ``entry = "recipe.py:make_recipe"`` (a file relative to
+      ``base_dir``, or ``package.module:function``) returning a `Recipe`; the other keys are its
+      keyword arguments.
 
     Raises:
-        ConfigError: unknown kind or parameter (naming ``recipe.<key>``), or a broken entry point.
+        ConfigError: an unknown kind or parameter (naming ``recipe.<key>`` and the allowed
+            values), a value out of range, or a broken entry point.
+
+    Example:
+        >>> load_recipe({"kind": "mlp", "hidden": [64], "epochs": 5}, Path("."))
+        MLPRecipe(hidden=[64], epochs=5, batch_size=128, lr=0.001, weight_decay=0.0, optimizer='adam', momentum=0.9)
     """
     spec = dict(spec)
     kind = spec.pop("kind", None)
     if kind is None:
         raise ConfigError(f"recipe.kind: required; choose {one_of(RECIPE_KINDS)}")
     if kind == "python":
-        entry = spec.pop("entry", None)
-        if not entry:
-            raise ConfigError(
-                'recipe.entry: required for kind "python" (e.g. "recipe.py:make_recipe")'
-            )
-        fn = _entry_point(entry, base_dir)
-        try:
-            recipe = fn(**spec)
-        except TypeError as e:
-            raise ConfigError(f"recipe: {entry}: {e}") from None
-        if not isinstance(recipe, Recipe):
-            raise ConfigError(
-                f"recipe.entry: {entry} returned a {type(recipe).__name__}, not a Recipe"
-            )
-        return recipe
+        return _python_recipe(spec, base_dir)
+    if kind == "sklearn":
+        return _sklearn_recipe(spec, base_dir, target_estimator)
     if kind not in BUILTIN_RECIPES:
         raise ConfigError(f"recipe.kind: unknown recipe '{kind}'; choose {one_of(RECIPE_KINDS)}")
     cls = BUILTIN_RECIPES[kind]
-    allowed = cls.param_names()
-    for key in spec:
-        if key not in allowed:
-            raise ConfigError(
-                f"recipe.{key}: unknown parameter of '{kind}'; allowed: {one_of(allowed)}"
-            )
+    _check_keys(spec, cls.param_names(), f"'{kind}'")
     return cls(**spec)
 
 
-def _entry_point(entry: str, base_dir: Path) -> Any:
+def _check_keys(spec: dict[str, Any], allowed: Sequence[str], owner: str) -> None:
+    for key in spec:
+        if key not in allowed:
+            raise ConfigError(
+                f"recipe.{key}: unknown parameter of {owner}; allowed: {one_of(['kind', *allowed])}"
+            )
+
+
+def _python_recipe(spec: dict[str, Any], base_dir: Path) -> Recipe:
+    entry = spec.pop("entry", None)
+    if not entry:
+        raise ConfigError('recipe.entry: required for kind "python" (e.g. "recipe.py:make_recipe")')
     fn, _ = load_callable(entry, base_dir, field="recipe.entry", error=ConfigError)
-    return fn
+    try:
+        recipe = fn(**spec)
+    except TypeError as e:
+        raise ConfigError(f"recipe: {entry}: {e}") from None
+    if not isinstance(recipe, Recipe):
+        raise ConfigError(f"recipe.entry: {entry} returned a {type(recipe).__name__}, not a Recipe")
+    return recipe
+
+
+def _sklearn_recipe(spec: dict[str, Any], base_dir: Path, target_estimator: Any) -> Recipe:
+    path = spec.pop("estimator", None)
+    if path is None:
+        if target_estimator is None:
+            raise ConfigError(
+                'recipe.estimator: required for kind "sklearn" unless the target is a '
+                'scikit-learn model (e.g. "sklearn.linear_model.LogisticRegression")'
+            )
+        if spec:
+            _check_keys(spec, [], "'sklearn' copying the target's model")
+        return SklearnRecipe.from_target_estimator(target_estimator)
+    if not isinstance(path, str):
+        raise ConfigError(f"recipe.estimator: must be a class path string, got {path!r}")
+    if ":" not in path:
+        module, _, name = path.rpartition(".")
+        path = f"{module}:{name}"
+    cls, _ = load_callable(path, base_dir, field="recipe.estimator", error=ConfigError)
+    if not (isinstance(cls, type) and hasattr(cls, "get_params")):
+        raise ConfigError(f"recipe.estimator: '{path}' is not a scikit-learn estimator class")
+    _check_keys(spec, ["estimator", *cls().get_params(deep=False)], f"'{cls.__name__}'")
+    return SklearnRecipe(estimator=cls(**spec))

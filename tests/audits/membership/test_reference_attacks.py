@@ -50,7 +50,7 @@ def overfit_run(digits_split, overfit_target, tmp_path_factory):
             ("membership.lira", {"mode": "online", "num_models": 16}),
             ("membership.lira", {"mode": "offline", "num_models": 4}),
             ("membership.rmia", {"num_models": 4}),
-            ("membership.shadow", {"num_models": 4}),
+            ("membership.shadow", {"num_models": 8}),
             "membership.label_only",
             ("membership.lira", {"mode": "online", "num_models": 16, "variance": "per_example"}),
             ("membership.rmia", {"mode": "online", "num_models": 16}),

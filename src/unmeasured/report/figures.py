@@ -1,129 +1,269 @@
-"""Figures as inline SVG text (matplotlib, Agg backend): the log-log ROC of every membership
-attack, member vs non-member score histograms, per-class AUC with intervals."""
+"""Figures as inline SVG text: the log-log ROC of every membership attack, member vs non-member
+score histograms, and per-group AUC with intervals.
+
+Each function draws on its own figure (matplotlib's Agg backend, no pyplot state left behind)
+and returns the ``<svg>`` element alone: no XML prolog, no metadata, no external references,
+no fixed size (the ``viewBox`` stays, so the figure scales with the page). The output is
+deterministic, so a report rendered twice from the same run is byte-identical.
+"""
 
 from __future__ import annotations
 
 import io
 import re
 from collections.abc import Mapping
+from typing import Any
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
-from sklearn.metrics import roc_curve
+from cycler import cycler
+from markupsafe import escape
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from scipy.stats import rankdata
+from sklearn.metrics import roc_auc_score, roc_curve
 
 from unmeasured.stats.estimate import Estimate
 
 MEMBER_COLOR = "#c0392b"
 NONMEMBER_COLOR = "#2e86c1"
-_STYLE = {
+CHANCE_COLOR = "0.45"
+LOW_FPRS = (0.001, 0.01)
+HISTOGRAM_BINS = 20
+# matplotlib's tab10, reordered so that the first few curves differ the most
+CURVE_COLORS = (
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+    "#9467bd",
+    "#ff7f0e",
+    "#17becf",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+)
+
+# keys are rcParams names (typed Any: matplotlib's stubs want literal keys)
+_STYLE: dict[Any, Any] = {
     "font.size": 9,
     "axes.spines.top": False,
     "axes.spines.right": False,
     "axes.grid": True,
     "grid.alpha": 0.3,
+    # past ten curves the colours come back dash-dotted
+    "axes.prop_cycle": cycler(linestyle=["-", "-."]) * cycler(color=CURVE_COLORS),
+    # text stays text (selectable, searchable, no glyph definitions)
     "svg.fonttype": "none",
+    # clip-path and marker ids are hashes of their content with this salt, so the same input
+    # gives the same SVG, and ids shared by two figures on one page name identical definitions
+    "svg.hashsalt": "unmeasured",
 }
 
 
-def _svg(fig: plt.Figure) -> str:
+def _percent(x: float, _pos: object = None) -> str:
+    return f"{100 * x:.10g}%"
+
+
+def _svg(fig: Figure, label: str) -> str:
+    """The figure as a bare, scalable ``<svg>`` element labelled for screen readers."""
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
-    plt.close(fig)
+    with matplotlib.rc_context(_STYLE):
+        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     text = buf.getvalue()
     text = text[text.index("<svg") :]
-    # scale with the page: keep the viewBox, drop the fixed size
-    text = re.sub(r'(<svg[^>]*?)\s(width|height)="[^"]*"', r"\1", text, count=1)
-    text = re.sub(r'(<svg[^>]*?)\s(width|height)="[^"]*"', r"\1", text, count=1)
-    return text
+    text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)
+    # matplotlib's `*{...}` stylesheet would apply to the whole HTML page; the same two
+    # properties are inherited in SVG, so they move onto the root element instead
+    text = re.sub(r"<style[^>]*>.*?</style>\s*", "", text, flags=re.S)
+    text = re.sub(r"<defs>\s*</defs>\s*", "", text)
+    root_end = text.index(">")
+    root = re.sub(r'\s(?:width|height)="[^"]*"', "", text[:root_end])
+    root += (
+        f' stroke-linejoin="round" stroke-linecap="butt" role="img" aria-label="{escape(label)}"'
+    )
+    text = root + text[root_end:]
+    # element ids such as "axes_1" repeat in every figure; keep only those something refers to
+    referenced = set(re.findall(r'(?:url\(#|href="#)([^")]+)', text))
+    text = re.sub(r'\sid="([^"]*)"', lambda m: m.group(0) if m.group(1) in referenced else "", text)
+    return text.strip()
+
+
+def scope_ids(svg: str, prefix: str) -> str:
+    """Prefix every id in ``svg`` and every reference to one, so that several figures can sit
+    on one page with unique ids even when two of them are identical."""
+    svg = re.sub(r'\sid="([^"]*)"', lambda m: f' id="{prefix}{m.group(1)}"', svg)
+    svg = re.sub(r"url\(#", f"url(#{prefix}", svg)
+    return re.sub(r'href="#', f'href="#{prefix}', svg)
+
+
+def _finite(scores: np.ndarray, is_member: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    scores = np.asarray(scores, dtype=np.float64)
+    is_member = np.asarray(is_member).astype(np.int8)
+    keep = np.isfinite(scores)
+    return scores[keep], is_member[keep]
 
 
 def roc_loglog_svg(curves: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> str:
-    """All attacks on one log-log ROC, with the chance diagonal.
+    """Every attack's ROC on one pair of log axes, with the chance diagonal.
+
+    Both axes run from the smallest non-zero rate the data can show (one record of the larger
+    group) to 1, so the left of the plot, where an attacker is confident, gets as much room as
+    the rest. Dotted lines mark the 0.1% and 1% false-positive rates of the summary table where
+    the data reach them.
 
     Args:
-        curves: attack name → (scores, is_member).
+        curves: legend name → ``(scores, is_member)``; higher scores mean "more likely member".
+            Curves without both members and non-members are left out.
+
+    Returns:
+        The ``<svg>`` element as text.
     """
-    with plt.rc_context(_STYLE):
-        fig, ax = plt.subplots(figsize=(5.2, 4.4))
+    with matplotlib.rc_context(_STYLE):
+        fig = Figure(figsize=(5.0, 5.4))
+        ax = fig.add_subplot()
         floor = 1.0
         for name, (scores, is_member) in curves.items():
-            fpr, tpr, _ = roc_curve(is_member, scores)
-            n0 = int((np.asarray(is_member) == 0).sum())
-            floor = min(floor, 1.0 / max(n0, 1))
-            from sklearn.metrics import auc as _auc
-
-            ax.plot(fpr, tpr, lw=1.4, label=f"{name} (AUC {_auc(fpr, tpr):.3f})")
-        grid = np.logspace(np.log10(floor), 0, 100)
-        ax.plot(grid, grid, ls="--", color="0.5", lw=1, label="chance")
+            s, m = _finite(scores, is_member)
+            n0, n1 = int((m == 0).sum()), int((m == 1).sum())
+            if n0 == 0 or n1 == 0:
+                continue
+            fpr, tpr, _ = roc_curve(m, s)
+            floor = min(floor, 1.0 / n0, 1.0 / n1)
+            ax.plot(fpr, tpr, lw=1.5, label=f"{name} (AUC {roc_auc_score(m, s):.3f})")
+        chance = np.array([floor, 1.0])
+        ax.plot(chance, chance, ls="--", color=CHANCE_COLOR, lw=1, label="chance")
+        for f in LOW_FPRS:
+            if f > floor:
+                ax.axvline(f, color=CHANCE_COLOR, lw=0.8, ls=":")
+                ax.annotate(
+                    f"FPR {_percent(f)}",
+                    (f, 1.0),
+                    xytext=(3, -3),
+                    textcoords="offset points",
+                    ha="left",
+                    va="top",
+                    fontsize=7,
+                    color=CHANCE_COLOR,
+                )
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlim(floor, 1)
-        ax.set_ylim(floor, 1.02)
-        ax.set_xlabel("false-positive rate (non-members flagged)")
-        ax.set_ylabel("true-positive rate (members caught)")
+        ax.set_xlim(floor, 1.0)
+        ax.set_ylim(floor, 1.05)
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_locator(LogLocator(base=10))
+            axis.set_major_formatter(FuncFormatter(_percent))
+            axis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("false-positive rate: non-members flagged")
+        ax.set_ylabel("true-positive rate: members caught")
         ax.legend(
-            loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=7, frameon=False, ncol=2
+            loc="upper left", bbox_to_anchor=(0.0, -0.13), fontsize=7.5, frameon=False, ncol=2
         )
-        return _svg(fig)
+        return _svg(fig, "ROC curves of the membership attacks on log-log axes")
 
 
 def score_histogram_svg(scores: np.ndarray, is_member: np.ndarray, title: str = "") -> str:
-    """Histograms of members' and non-members' scores as percentiles of all audited records.
+    """Histograms of members' and non-members' scores, as percentiles of all audited records.
 
     Raw scores of different attacks live on very different scales (a loss piles up at zero); as
-    percentiles every attack reads the same way: the more members sit at the right, the more
-    the score reveals membership, and a model that leaks nothing gives two flat histograms.
-    """
-    from scipy.stats import rankdata
+    percentiles every attack reads the same way. Each group's bars add up to 100%, so a score
+    that reveals nothing gives two flat histograms at the dashed line, and the more the members
+    pile up on the right, the more the score gives membership away.
 
-    scores, is_member = np.asarray(scores, dtype=float), np.asarray(is_member)
-    pct = 100 * (rankdata(scores, method="average") - 0.5) / max(len(scores), 1)
-    bins = np.linspace(0, 100, 21)
-    with plt.rc_context(_STYLE):
-        fig, ax = plt.subplots(figsize=(5.2, 2.6))
+    Args:
+        scores: one score per audited record, higher = more likely member.
+        is_member: 1 for members, 0 for non-members.
+        title: an optional title above the plot.
+
+    Returns:
+        The ``<svg>`` element as text.
+    """
+    s, m = _finite(scores, is_member)
+    pct = 100 * (rankdata(s, method="average") - 0.5) / max(len(s), 1)
+    bins = np.linspace(0, 100, HISTOGRAM_BINS + 1).tolist()
+    with matplotlib.rc_context(_STYLE):
+        fig = Figure(figsize=(5.0, 2.7))
+        ax = fig.add_subplot()
         for member, color, label in (
             (0, NONMEMBER_COLOR, "non-members"),
             (1, MEMBER_COLOR, "members"),
         ):
+            values = pct[m == member]
+            if len(values) == 0:
+                continue
+            weights = np.full(len(values), 100 / len(values))
+            # a light fill to see the overlap, a full-colour outline to read each group
             ax.hist(
-                pct[is_member == member],
-                bins=bins,
-                alpha=0.55,
-                color=color,
-                label=label,
-                density=True,
+                values, bins=bins, weights=weights, color=color, alpha=0.28, histtype="stepfilled"
             )
-        ax.set_xlabel("attack score, percentile among all audited records")
-        ax.set_ylabel("density")
+            ax.hist(
+                values,
+                bins=bins,
+                weights=weights,
+                color=color,
+                lw=1.4,
+                histtype="step",
+                label=label,
+            )
+        ax.axhline(100 / HISTOGRAM_BINS, color=CHANCE_COLOR, ls="--", lw=1, label="no leakage")
         ax.set_xlim(0, 100)
+        ax.set_ylim(bottom=0)
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _pos: f"{y:g}%"))
+        ax.set_xlabel("score percentile among all audited records (right = looks like a member)")
+        ax.set_ylabel("share of group")
         if title:
-            ax.set_title(title, fontsize=9)
-        ax.legend(fontsize=7, frameon=False, loc="upper left")
-        return _svg(fig)
+            ax.set_title(title, fontsize=9, loc="left", pad=18)
+        ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=7.5, frameon=False, ncol=3)
+        return _svg(fig, f"score histogram of members and non-members {title}".strip())
 
 
 def group_auc_svg(groups: Mapping[str, Mapping[str, Estimate]]) -> str:
-    """AUC per group (e.g. per class) with interval error bars."""
-    names = [g for g in groups if groups[g].get("auc") and groups[g]["auc"].estimable]
-    with plt.rc_context(_STYLE):
-        fig, ax = plt.subplots(figsize=(5.2, 2.4))
-        values = [groups[g]["auc"].value for g in names]
-        lows = [v - groups[g]["auc"].ci[0] for g, v in zip(names, values, strict=True)]
-        highs = [groups[g]["auc"].ci[1] - v for g, v in zip(names, values, strict=True)]
-        ax.errorbar(
-            range(len(names)),
-            values,
-            yerr=[lows, highs],
-            fmt="o",
-            color=MEMBER_COLOR,
-            ms=4,
-            capsize=2,
+    """AUC per group (e.g. per class) with interval error bars and the chance line at 0.5.
+
+    Args:
+        groups: group name (``"class=3"``) → metrics; groups without an estimable ``"auc"`` are
+            left out.
+
+    Returns:
+        The ``<svg>`` element as text.
+    """
+    names = [g for g, metrics in groups.items() if "auc" in metrics and metrics["auc"].estimable]
+    values = np.array([groups[g]["auc"].value for g in names], dtype=float)
+    cis = [groups[g]["auc"].ci or (groups[g]["auc"].value,) * 2 for g in names]
+    errors = np.array(
+        [
+            [v - lo for v, (lo, _) in zip(values, cis, strict=True)],
+            [hi - v for v, (_, hi) in zip(values, cis, strict=True)],
+        ]
+    ).reshape(2, -1)
+    with matplotlib.rc_context(_STYLE):
+        fig = Figure(figsize=(10.4, 2.3))
+        ax = fig.add_subplot()
+        x = np.arange(len(names))
+        ax.errorbar(x, values, yerr=errors, fmt="o", color=MEMBER_COLOR, ms=4, capsize=2, lw=1.2)
+        ax.axhline(0.5, ls="--", color=CHANCE_COLOR, lw=1)
+        ax.annotate(
+            "chance",
+            (1.0, 0.5),
+            xycoords=("axes fraction", "data"),
+            xytext=(2, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=7,
+            color=CHANCE_COLOR,
         )
-        ax.axhline(0.5, ls="--", color="0.5", lw=1)
-        ax.set_xticks(range(len(names)), [n.split("=", 1)[-1] for n in names])
-        ax.set_xlabel(names[0].split("=", 1)[0] if names else "group")
+        keys = {n.split("=", 1)[0] for n in names}
+        short = len(keys) == 1 and all("=" in n for n in names)
+        labels = [n.split("=", 1)[1] if short else n for n in names]
+        step = max(1, len(names) // 25)
+        rotate = not short or step > 1
+        ax.set_xticks(
+            x[::step],
+            labels[::step],
+            rotation=45 if rotate else 0,
+            ha="right" if rotate else "center",
+        )
+        ax.set_xlim(-0.6, len(names) - 0.4)
+        ax.set_xlabel(keys.pop() if short else "group")
         ax.set_ylabel("AUC")
-        return _svg(fig)
+        return _svg(fig, "AUC per group with confidence intervals")

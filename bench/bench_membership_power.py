@@ -1,20 +1,25 @@
-"""Attack strength side by side: our loss, LiRA (offline/online) and RMIA against sacroml's LiRA
-and ART's shadow-model attack, on one target and one split, in one run.
+"""Attack strength side by side: our loss, LiRA (offline/online) and RMIA (offline) against
+sacroml's LiRA and ART's shadow-model black-box attack, on one torch target and one split, in
+one process.
 
-Target: scikit-learn ``MLPClassifier`` (784-128-10, Adam) trained on 5,000 Fashion-MNIST records
-(members); 5,000 non-members; a population of 10,000 for offline reference models and shadow
-models. A scikit-learn target lets every tool attack the very same model. Every tool's
-per-record scores are turned into metrics by the same code (``unmeasured.stats``), so the
-numbers are comparable. Runs in the peers' virtualenv (``.venv-peers``: sacroml 2.0.1, ART
-1.20.1, this package installed without dependencies):
+Target: `MLPRecipe(hidden=(256,), epochs=30, batch_size=128)` (784-256-10, Adam) trained on
+5,000 Fashion-MNIST records (members); 5,000 non-members; a population of 10,000 for offline
+reference models, RMIA's comparison records and ART's shadow models. Every tool attacks this
+very model object: sacroml through its own `PytorchModel` wrapper (its shadow models are built
+and trained from `bench/sacroml_torch.py`, the same architecture and recipe), ART through its
+`PyTorchClassifier`. Every tool's per-record scores become metrics through the same code
+(`unmeasured.stats.membership_metrics`; ours are read from the `RunResult`, which uses it), so
+the numbers and intervals are comparable.
 
-    .venv-peers/bin/python bench/bench_membership_power.py [--quick]
+Runs in the peers' virtualenv (sacroml 2.0.1, ART 1.20.1, this package installed without
+dependencies); the result is written after every row, so an interrupted run keeps what finished:
+
+    .venv-peers/bin/python bench/bench_membership_power.py [--quick] [--ks 1,2,4,16,64]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import tempfile
@@ -23,117 +28,146 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS, peak_rss_mb, write_result
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+from common import load_average, write_result
 
 from unmeasured.api import audit
 from unmeasured.data import load_builtin
 from unmeasured.stats import membership_metrics
-from unmeasured.training import SklearnRecipe
+from unmeasured.training import MLPRecipe
 
 warnings.filterwarnings("ignore")
 logging.disable(logging.WARNING)
 
-
-def estimator(max_iter: int):  # type: ignore[no-untyped-def]
-    from sklearn.neural_network import MLPClassifier
-
-    return MLPClassifier(hidden_layer_sizes=(128,), max_iter=max_iter, random_state=0)
+METRICS = ("auc", "tpr_at_fpr_0.001", "tpr_at_fpr_0.01")
 
 
-def summarise(
-    name: str, k: int | None, scores: np.ndarray, is_member: np.ndarray, seconds: float
-) -> dict:
-    row = {"attack": name, "num_models": k, "seconds": round(seconds, 1)}
-    bad = int((~np.isfinite(scores)).sum())
-    if bad:
-        row["failed"] = f"{bad} of {len(scores)} scores are NaN or infinite"
-        print(name, k, row["failed"], flush=True)
-        return row
-    m = membership_metrics(scores, is_member)
-    for key in ("auc", "tpr_at_fpr_0.001", "tpr_at_fpr_0.01"):
-        row[key] = m[key].to_dict()
+def row_from(tool, attack, mode, k, metrics, seconds, **extra) -> dict:  # type: ignore[no-untyped-def]
+    row = {
+        "tool": tool,
+        "attack": attack,
+        "mode": mode,
+        "num_models": k,
+        "seconds": round(seconds, 1),
+        **extra,
+    }
+    for key in METRICS:
+        row[key] = metrics[key].to_dict()
     print(
-        name,
-        k,
-        m["auc"].format(),
-        m["tpr_at_fpr_0.001"].format(),
-        m["tpr_at_fpr_0.01"].format(),
-        f"{seconds:.0f}s",
+        f"{tool:9s} {attack:22s} {mode or '-':15s} K={k!s:4s}",
+        "  ".join(f"{key}={metrics[key].format()}" for key in METRICS),
+        f"{seconds:.1f}s",
         flush=True,
     )
     return row
 
 
-def ours(target, split, recipe, ks, cache) -> list[dict]:  # type: ignore[no-untyped-def]
-    members, nonmembers, population = split
-    specs = [("membership.loss", {}, None)]
+def peer_row(tool, attack, mode, k, scores, is_member, seconds, **extra) -> dict:  # type: ignore[no-untyped-def]
+    scores = np.asarray(scores, dtype=np.float64)
+    bad = int((~np.isfinite(scores)).sum())
+    if bad:
+        print(tool, attack, mode, k, f"{bad} non-finite scores", flush=True)
+        return {
+            "tool": tool,
+            "attack": attack,
+            "mode": mode,
+            "num_models": k,
+            "seconds": round(seconds, 1),
+            "failed": f"{bad} of {len(scores)} scores are NaN or infinite",
+            **extra,
+        }
+    return row_from(tool, attack, mode, k, membership_metrics(scores, is_member), seconds, **extra)
+
+
+# ------------------------------------------------------------------------------------- ours
+
+
+def ours_specs(ks) -> list[tuple[str, dict, int | None]]:  # type: ignore[no-untyped-def]
+    specs: list[tuple[str, dict, int | None]] = [("membership.loss", {}, None)]
     for k in ks:
+        # offline LiRA first: it trains the offline plan, which RMIA offline then reads from
+        # the cache (the same plan: same masks and seeds for the same K)
         specs.append(("membership.lira", {"mode": "offline", "num_models": k}, k))
         specs.append(("membership.rmia", {"mode": "offline", "num_models": k}, k))
         if k >= 2:
             specs.append(("membership.lira", {"mode": "online", "num_models": k}, k))
-    rows = []
-    for name, params, k in specs:
-        start = time.perf_counter()
-        run = audit(
-            target,
-            members=members,
-            nonmembers=nonmembers,
-            population=population,
-            recipe=recipe,
-            cache_dir=cache,
-            audits=[(name, params)],
-        )
-        result = run.audits[0]
-        label = name + (f" ({params['mode']})" if "mode" in params else "")
-        rows.append(
-            summarise(
-                label,
-                k,
-                result.arrays["scores"],
-                result.arrays["is_member"],
-                time.perf_counter() - start,
-            )
-        )
-    return rows
+    return specs
 
 
-try:
-    from sacroml.attacks.model_sklearn import SklearnModel
+def run_ours(spec, target, split, recipe, cache) -> dict:  # type: ignore[no-untyped-def]
+    name, params, k = spec
+    (xm, ym), (xn, yn), (xp, yp) = split
+    start = time.perf_counter()
+    run = audit(
+        target,
+        members=(xm, ym),
+        nonmembers=(xn, yn),
+        population=(xp, yp),
+        recipe=recipe,
+        cache_dir=cache,
+        audits=[(name, params)],
+        seed=0,
+    )
+    seconds = time.perf_counter() - start
+    result = run.audits[0]
+    if result.status != "ok" and not result.metrics:
+        print(name, params, "FAILED", result.reason, flush=True)
+        return {
+            "tool": "unmeasured",
+            "attack": name,
+            "mode": params.get("mode"),
+            "num_models": k,
+            "seconds": round(seconds, 1),
+            "failed": result.reason,
+        }
+    extra = {}
+    if name == "membership.rmia":
+        extra["rmia_a"] = result.details.get("a")
+        extra["note"] = "reference models from the cache of the offline LiRA row at this K"
+    return row_from("unmeasured", name, params.get("mode"), k, result.metrics, seconds, **extra)
 
-    class ClippedModel(SklearnModel):
-        """sacroml takes logit(p) without clipping: a single probability of exactly 1 makes its
-        global variance NaN and so every score NaN. Clip at 1e-7, as any stable LiRA must."""
 
-        max_iter = 30
-
-        def predict_proba(self, X):  # type: ignore[no-untyped-def]
-            return np.clip(super().predict_proba(X), 1e-7, 1 - 1e-7)
-
-        def clone(self):  # type: ignore[no-untyped-def]
-            return ClippedModel(estimator(self.max_iter))
-
-except ImportError:  # the project's own virtualenv has no sacroml
-    ClippedModel = None  # type: ignore[assignment,misc]
+# ----------------------------------------------------------------------------------- sacroml
 
 
-def sacroml_lira(target, split, max_iter, ks, workdir) -> list[dict]:  # type: ignore[no-untyped-def]
+def run_sacroml(target, split, epochs, ks, workdir, previous=0) -> list[dict]:  # type: ignore[no-untyped-def]
     from sacroml.attacks.likelihood_attack import LIRAAttack
-
-    ClippedModel.max_iter = max_iter
+    from sacroml.attacks.model_pytorch import PytorchModel
 
     (xm, ym), (xn, yn), _ = split
-    clip = lambda p: np.clip(p, 1e-7, 1 - 1e-7)  # noqa: E731
+    with torch.no_grad():
+        proba = lambda x: torch.softmax(target(torch.from_numpy(x)), 1).double().numpy()  # noqa: E731
+        pm, pn = proba(xm), proba(xn)
+    is_member = np.r_[np.ones(len(xm), np.int8), np.zeros(len(xn), np.int8)]
+    from sacroml_torch import MLP
+
+    # sacroml rebuilds shadow models from the wrapped model's class name: hand it the target's
+    # very weights inside the class that bench/sacroml_torch.py defines
+    wrapped = MLP(d_in=xm.shape[1])
+    wrapped.net.load_state_dict(target.state_dict())
+    wrapped.eval()
+    out_dir = workdir / "sacroml"  # one directory: sacroml reuses saved shadow models 0..K-1
     rows = []
     for k in ks:
         for mode in ("offline", "online-carlini"):
             if mode == "online-carlini" and k < 2:
                 continue
-            captured = {}
+            shadow = PytorchModel(
+                model=wrapped,
+                model_module_path="bench/sacroml_torch.py",
+                model_name="MLP",
+                model_params={"d_in": xm.shape[1], "hidden": 256, "num_classes": 10},
+                train_module_path="bench/sacroml_torch.py",
+                train_params={"epochs": epochs, "lr": 1e-3},
+                batch_size=128,
+            )
+            captured: dict = {}
             attack = LIRAAttack(
-                output_dir=str(workdir / f"sacroml-{mode}-{k}"),
+                output_dir=str(out_dir),
                 write_report=False,
                 n_shadow_models=k,
                 mode=mode,
@@ -141,122 +175,256 @@ def sacroml_lira(target, split, max_iter, ks, workdir) -> list[dict]:  # type: i
             )
             attack._save_attack_metrics = lambda s, *a, c=captured: c.setdefault("s", s)
             start = time.perf_counter()
-            attack._run(
-                ClippedModel(estimator(max_iter)),
-                xm,
-                ym,
-                clip(target.predict_proba(xm)),
-                xn,
-                yn,
-                clip(target.predict_proba(xn)),
-            )
-            scores = np.asarray(captured["s"])[:, 1]  # sacroml's member score column
-            is_member = np.r_[np.ones(len(xm), np.int8), np.zeros(len(xn), np.int8)]
+            attack._run(shadow, xm, ym, pm, xn, yn, pn)
+            seconds = time.perf_counter() - start
+            # sacroml's per-record [pr_in, pr_out]; column 1 is the member score in both modes
+            # (offline: CDF of the target's logit under OUT; online: log LR in/out)
+            scores = np.asarray(captured["s"])[:, 1]
             rows.append(
-                summarise(
-                    f"sacroml LiRA ({mode}, fixed variance)",
+                peer_row(
+                    "sacroml",
+                    "LIRAAttack",
+                    mode + ", fix_variance",
                     k,
                     scores,
                     is_member,
-                    time.perf_counter() - start,
+                    seconds,
+                    shadow_models_trained_in_this_row=max(0, k - previous),
                 )
             )
+            previous = max(previous, k)
     return rows
 
 
-def art_shadow(target, split, max_iter, k) -> dict:  # type: ignore[no-untyped-def]
+# --------------------------------------------------------------------------------------- ART
+
+
+def run_art(target, split, epochs, k) -> dict:  # type: ignore[no-untyped-def]
     from art.attacks.inference.membership_inference import (
         MembershipInferenceBlackBox,
         ShadowModels,
     )
-    from art.estimators.classification.scikitlearn import ScikitlearnClassifier
+    from art.estimators.classification import PyTorchClassifier
+    from sacroml_torch import MLP
+
+    class Classifier(PyTorchClassifier):
+        """ART's shadow models call ``fit(x, y)`` with ART's defaults (10 epochs): train them as
+        the target was (30 epochs, batch 128)."""
+
+        def fit(self, x, y, batch_size=128, nb_epochs=epochs, **kwargs):  # type: ignore[no-untyped-def]
+            return super().fit(x, y, batch_size=128, nb_epochs=epochs, **kwargs)
+
+    def wrap(model):  # type: ignore[no-untyped-def]
+        return Classifier(
+            model=model,
+            loss=torch.nn.CrossEntropyLoss(),
+            optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+            input_shape=(784,),
+            nb_classes=10,
+            clip_values=(0.0, 1.0),
+        )
 
     (xm, ym), (xn, yn), (xp, yp) = split
+    onehot = np.eye(10, dtype=np.float32)
     start = time.perf_counter()
-    onehot = np.eye(10)[yp]
-    # ART's template must know its number of classes before it is cloned: fit it once
-    template = ScikitlearnClassifier(estimator(max_iter))
-    template.fit(xp[:500], np.eye(10)[yp[:500]])
-    shadows = ShadowModels(template, num_shadow_models=k)
-    (mx, my, mp), (nx, ny, npred) = shadows.generate_shadow_dataset(xp, onehot)
-    attack = MembershipInferenceBlackBox(ScikitlearnClassifier(target), attack_model_type="rf")
+    torch.manual_seed(0)
+    shadows = ShadowModels(wrap(MLP()), num_shadow_models=k, random_state=0)
+    (mx, my, mp), (nx, ny, npred) = shadows.generate_shadow_dataset(xp, onehot[yp])
+    attack = MembershipInferenceBlackBox(wrap(target), attack_model_type="rf")
     attack.fit(mx, my, nx, ny, mp, npred)
     x = np.concatenate([xm, xn])
-    y = np.eye(10)[np.concatenate([ym, yn])]
-    scores = attack.infer(x, y, probabilities=True).reshape(-1)
+    scores = attack.infer(x, onehot[np.concatenate([ym, yn])], probabilities=True).reshape(-1)
     is_member = np.r_[np.ones(len(xm), np.int8), np.zeros(len(xn), np.int8)]
-    return summarise(
-        "ART shadow models + black-box attack (rf)",
+    return peer_row(
+        "ART",
+        "ShadowModels + MembershipInferenceBlackBox(rf)",
+        None,
         k,
         scores,
         is_member,
         time.perf_counter() - start,
+        note="shadow models train on halves of the population; the attack model "
+        "sees the models' logits (ART's predict) and the one-hot label",
     )
+
+
+# -------------------------------------------------------------------------------------- main
+
+
+def checks(rows) -> dict:  # type: ignore[no-untyped-def]
+    def find(tool, attack, mode, k):  # type: ignore[no-untyped-def]
+        for r in rows:
+            if (r["tool"], r["attack"], r["mode"], r["num_models"]) == (
+                tool,
+                attack,
+                mode,
+                k,
+            ) and "failed" not in r:
+                return r
+        return None
+
+    def cmp(a, b):  # type: ignore[no-untyped-def]
+        return {
+            key: {
+                "ours": a[key]["value"],
+                "theirs": b[key]["value"],
+                "difference": None
+                if a[key]["value"] is None or b[key]["value"] is None
+                else round(a[key]["value"] - b[key]["value"], 4),
+            }
+            for key in METRICS
+        }
+
+    out: dict = {"lira_vs_sacroml": {}, "rmia_k2_vs_lira_offline_k2": None}
+    ks = sorted({r["num_models"] for r in rows if r["tool"] == "sacroml"})
+    for k in ks:
+        for ours_mode, their_mode in (
+            ("offline", "offline, fix_variance"),
+            ("online", "online-carlini, fix_variance"),
+        ):
+            a = find("unmeasured", "membership.lira", ours_mode, k)
+            b = find("sacroml", "LIRAAttack", their_mode, k)
+            if a and b:
+                out["lira_vs_sacroml"][f"{ours_mode} K={k}"] = cmp(a, b)
+    a = find("unmeasured", "membership.rmia", "offline", 2)
+    b = find("unmeasured", "membership.lira", "offline", 2)
+    if a and b:
+        out["rmia_k2_vs_lira_offline_k2"] = cmp(a, b)
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="1,000 members, 3 epochs, K<=2")
+    parser.add_argument("--ks", default=None, help="comma-separated K values (default 1,2,4,16,64)")
+    parser.add_argument("--art-ks", default="4,16", help="K values for ART's shadow models")
+    parser.add_argument("--skip", default="", help="comma-separated: ours,sacroml,art")
     parser.add_argument(
-        "--peers-only",
+        "--append",
         action="store_true",
-        help="rerun the peers only, keeping our rows from the last result file",
+        help="add this run's rows (e.g. --ks 64) to the last result file, "
+        "which must be of the same settings; the loss row is not repeated",
     )
     parser.add_argument(
-        "--add-k",
+        "--threads",
         type=int,
-        help="run every attack at this one K and add the rows to the last result file",
+        default=None,
+        help="torch threads (default: torch's own choice, one per core)",
     )
     args = parser.parse_args()
-    n_members, max_iter = (1000, 10) if args.quick else (5000, 30)
-    ks = (1, 2) if args.quick else (1, 2, 4, 16)
-    previous = None
-    if args.peers_only or args.add_k:
-        previous = json.loads((RESULTS / "membership_power_fmnist.json").read_text())
-    if args.add_k:
-        ks = (args.add_k,)
+    n_members, epochs = (1000, 3) if args.quick else (5000, 30)
+    ks = tuple(int(v) for v in (args.ks or ("1,2" if args.quick else "1,2,4,16,64")).split(","))
+    art_ks = tuple(int(v) for v in ("2" if args.quick else args.art_ks).split(","))
+    skip = set(filter(None, args.skip.split(",")))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
     data = load_builtin("fashion_mnist", flatten=True)
     idx = np.random.default_rng(0).permutation(len(data))
     parts = np.split(idx[: 4 * n_members], [n_members, 2 * n_members])
-    split = tuple((data.x[p], data.y[p]) for p in parts)
+    split = tuple((np.ascontiguousarray(data.x[p]), data.y[p].astype(np.int64)) for p in parts)
+    (xm, ym), (xn, yn), (_xp, _yp) = split
+
+    recipe = MLPRecipe(hidden=(256,), epochs=epochs, batch_size=128)
     start = time.perf_counter()
-    target = estimator(max_iter).fit(*split[0])
+    target = recipe.fit(xm, ym, num_classes=10, seed=20240)
     train_seconds = time.perf_counter() - start
-    acc = {"train": float(target.score(*split[0])), "test": float(target.score(*split[1]))}
-    print("target", acc, f"{train_seconds:.0f}s", flush=True)
-    recipe = SklearnRecipe(estimator=estimator(max_iter))
+    acc = {
+        "train": float((recipe.predict_logits(target, xm).argmax(1) == ym).mean()),
+        "test": float((recipe.predict_logits(target, xn).argmax(1) == yn).mean()),
+    }
+    print("target", acc, f"{train_seconds:.1f}s", flush=True)
+
+    name = "membership_power_fmnist" + ("_quick" if args.quick else "")
+    settings = {
+        "dataset": "Fashion-MNIST (train+test, 70,000), flattened to 784, scaled to [0, 1]; "
+        "one permutation (seed 0): members, non-members, population",
+        "target": repr(recipe) + " trained with seed 20240",
+        "members": n_members,
+        "nonmembers": n_members,
+        "population": 2 * n_members,
+        "target_accuracy": acc,
+        "target_train_seconds": round(train_seconds, 1),
+        "ks": list(ks),
+        "art_ks": list(art_ks),
+        "torch_threads": torch.get_num_threads(),
+        "reference_recipe": "the target's recipe (ours); sacroml_torch.MLP + train() with the "
+        "same architecture, epochs, batch size and Adam lr (sacroml); the same for ART",
+        "plans": {
+            "unmeasured offline": "K models, each on a balanced half of the 10,000 population "
+            "records (5,000 each); never an audited record",
+            "unmeasured online": "K models, each on a balanced half of the 10,000 audited "
+            "records (5,000 each). The online pool is topped up with population only up to "
+            "twice the target's training-set size (10,000), which the audited records already "
+            "reach, so no population record is in it",
+            "sacroml": "K shadow models, model i on 5,000 records drawn (np.random.seed(i)) from "
+            "the 10,000 audited records; offline mode uses each record's OUT models only "
+            "(about K/2), online-carlini both; fix_variance=True (one global std over all "
+            "records' confidences); shadow models are saved and reused across K and modes, so "
+            "a row's seconds include only the shadow models not trained before",
+            "ART": "K shadow models, each on a random half of the population; a random forest "
+            "on (logits, one-hot label) of shadow members vs non-members",
+        },
+        "metrics": "AUC, TPR at 0.1% and 1% FPR with 95% intervals from "
+        "unmeasured.stats.membership_metrics for every tool",
+    }
+    rows: list[dict] = []
+    t0 = time.perf_counter()
+    if args.append:
+        import json
+
+        from common import RESULTS
+
+        previous = json.loads((RESULTS / f"{name}.json").read_text())
+        old = previous["settings"]
+        if old["target_accuracy"] != acc or old["members"] != n_members:
+            raise SystemExit("--append: the last result file has other settings")
+        rows = previous["rows"]
+        settings["ks"] = sorted(set(old["ks"]) | set(ks))
+        settings["art_ks"] = sorted(set(old["art_ks"]) | set(art_ks))
+        settings["appended_runs"] = [
+            *old.get("appended_runs", []),
+            {"ks": list(ks), "torch_threads": torch.get_num_threads()},
+        ]
+
+    def save() -> None:
+        write_result(
+            name,
+            {
+                "settings": settings,
+                "rows": rows,
+                "checks": checks(rows),
+                "total_seconds": round(time.perf_counter() - t0, 1),
+                "load_average": load_average(),
+            },
+        )
+
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        if args.add_k:
-            new = ours(target, split, recipe, ks, work / "cache")[1:]  # loss is there already
-            new += sacroml_lira(target, split, max_iter, ks, work)
-            rows = previous["rows"] + new
-        else:
-            if args.peers_only:
-                rows = [r for r in previous["rows"] if r["attack"].startswith("membership.")]
-            else:
-                rows = ours(target, split, recipe, ks, work / "cache")
-            rows += sacroml_lira(target, split, max_iter, ks, work)
-            rows.append(art_shadow(target, split, max_iter, 4))
-    path = write_result(
-        "membership_power_fmnist" + ("_quick" if args.quick else ""),
-        {
-            "settings": {
-                "target": f"sklearn MLPClassifier(hidden_layer_sizes=(128,), max_iter={max_iter})",
-                "members": n_members,
-                "nonmembers": n_members,
-                "population": 2 * n_members,
-                "target_accuracy": acc,
-                "target_train_seconds": round(train_seconds, 1),
-                "note": "sacroml's shadow models train on members + non-members (its data "
-                "plan); ours follow the online/offline plans in docs/membership.md; ART's "
-                "shadow models train on the population",
-            },
-            "rows": rows,
-            "peak_rss_mb": round(peak_rss_mb(), 1),
-        },
-    )
-    print(f"wrote {path}")
+        # K by K, every tool, so that an interrupted run still compares them at equal K
+        specs = ours_specs(ks)
+        if "ours" not in skip and not args.append:
+            rows.append(run_ours(specs[0], target, split, recipe, work / "cache"))  # loss
+            save()
+        trained = 0
+        for k in ks:
+            if "ours" not in skip:
+                for spec in specs[1:]:
+                    if spec[2] == k:
+                        rows.append(run_ours(spec, target, split, recipe, work / "cache"))
+                        save()
+            if "sacroml" not in skip:
+                import os
+
+                os.chdir(ROOT)  # sacroml imports bench/sacroml_torch.py by a relative path
+                rows += run_sacroml(target, split, epochs, [k], work, previous=trained)
+                trained = max(trained, k)
+                save()
+            if "art" not in skip and k in art_ks:
+                rows.append(run_art(target, split, epochs, k))
+                save()
+    save()
+    print("wrote", name, f"{time.perf_counter() - t0:.0f}s")
 
 
 if __name__ == "__main__":

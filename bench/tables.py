@@ -14,21 +14,56 @@ def _est(d: dict) -> str:
     return f"{d['value']:.3f} [{d['ci'][0]:.3f}, {d['ci'][1]:.3f}]"
 
 
+def _machine(d: dict) -> str:
+    m = d["machine"]
+    return (
+        f"Machine: {m['cpu']}, {m['nproc']} CPUs, torch {m['torch']} ({m['torch_threads']} "
+        f"threads), numpy {m['numpy']}, Python {m['python']}, {m['platform']}; run {d['date']}."
+    )
+
+
 def speed() -> None:
     d = json.loads((RESULTS / "ensemble_speed_cpu.json").read_text())
+    print(_machine(d) + "\n")
     print(
-        f"Machine: {d['machine']['cpu']}, {d['machine']['cores']} cores, torch "
-        f"{d['machine']['torch']}, {d['date']}.\n"
+        "| model | K | epochs | chunk | sequential s, median (best) | vmap s, median (best) | "
+        "speed-up, median (best) | peak RSS MiB (seq / vmap) | test acc. (seq / vmap) | "
+        "max abs logit diff. |"
     )
-    print("| model | K | epochs | sequential s | vmap s | speed-up | test accuracy (seq / vmap) |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in d["rows"]:
-        hidden = r["recipe"].split("hidden=")[1].split(")")[0] + ")"
+        hidden = r["recipe"].split("hidden=(")[1].split(")")[0].strip(",")
         batch = r["recipe"].split("batch_size=")[1].split(",")[0]
+        s, v = r["sequential"], r["vmap"]
         print(
-            f"| 784-{hidden.strip('(),')}-10, batch {batch} | {r['k']} | {r['epochs']} | "
-            f"{r['sequential']['seconds']} | {r['vmap']['seconds']} | {r['speedup']}x | "
-            f"{r['sequential']['mean_test_accuracy']} / {r['vmap']['mean_test_accuracy']} |"
+            f"| 784-{hidden}-10, batch {batch} | {r['k']} | {r['epochs']} | "
+            f"{r['vmap_chunk_size']} | {s['seconds']} ({min(s['all_seconds'])}) | "
+            f"{v['seconds']} ({min(v['all_seconds'])}) | {r['speedup']}x "
+            f"({min(s['all_seconds']) / min(v['all_seconds']):.2f}x) | "
+            f"{s['peak_rss_mb']:.0f} / {v['peak_rss_mb']:.0f} | "
+            f"{s['mean_test_accuracy']:.4f} / {v['mean_test_accuracy']:.4f} | "
+            f"{r['max_abs_logit_difference']:.3f} |"
+        )
+
+
+def profile() -> None:
+    path = RESULTS / "profile_vmap_cpu.json"
+    if not path.exists():
+        return
+    d = json.loads(path.read_text())
+    print(
+        "\n| model | models stacked | seq ms/model-step | vmap ms/step/model | speed-up | "
+        "vmap phases (share of time) | bmm vs K x mm (ms) |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for c in d["cases"]:
+        s, q, f = c["stacked"], c["sequential"], c["matmul_floor"]
+        phases = ", ".join(f"{k} {v:.0%}" for k, v in s["phases_share"].items())
+        print(
+            f"| 784-{c['hidden'][0]}-10, batch {c['batch_size']} | {c['models']} | "
+            f"{q['ms_per_model_step']:.2f} | {s['ms_per_step'] / c['models']:.2f} | "
+            f"{c['speedup']}x | {phases} | {f['stacked_matmuls_ms']:.1f} vs "
+            f"{f['single_model_matmuls_ms_times_k']:.1f} |"
         )
 
 
@@ -36,25 +71,29 @@ def power() -> None:
     d = json.loads((RESULTS / "membership_power_fmnist.json").read_text())
     s = d["settings"]
     print(
-        f"\nTarget: {s['target']}; {s['members']} members, {s['nonmembers']} non-members, "
-        f"population {s['population']}; accuracy train {s['target_accuracy']['train']:.3f}, "
-        f"test {s['target_accuracy']['test']:.3f}.\n"
+        f"\n{_machine(d)}\n\nTarget: {s['target']}; {s['members']} members, "
+        f"{s['nonmembers']} non-members, population {s['population']}; accuracy train "
+        f"{s['target_accuracy']['train']:.3f}, test {s['target_accuracy']['test']:.3f}.\n"
     )
-    print("| attack | K | AUC | TPR@0.1%FPR | TPR@1%FPR | seconds |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| tool | attack | mode | K | AUC | TPR@0.1%FPR | TPR@1%FPR | seconds |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in d["rows"]:
+        k = r["num_models"] if r["num_models"] is not None else "–"
+        mode = r["mode"] or "–"
         if "failed" in r:
             print(
-                f"| {r['attack']} | {r['num_models']} | failed: {r['failed']} | | | {r['seconds']} |"
+                f"| {r['tool']} | {r['attack']} | {mode} | {k} | failed: {r['failed']} | | | "
+                f"{r['seconds']} |"
             )
             continue
         print(
-            f"| {r['attack']} | {r['num_models'] or '–'} | {_est(r['auc'])} | "
+            f"| {r['tool']} | {r['attack']} | {mode} | {k} | {_est(r['auc'])} | "
             f"{_est(r['tpr_at_fpr_0.001'])} | {_est(r['tpr_at_fpr_0.01'])} | {r['seconds']} |"
         )
 
 
 if __name__ == "__main__":
     speed()
+    profile()
     if (RESULTS / "membership_power_fmnist.json").exists():
         power()

@@ -25,7 +25,8 @@ def test_defaults(tmp_path: Path) -> None:
     loaded = _load(tmp_path, BASE)
     cfg = loaded.config
     assert cfg.seed == 0 and cfg.confidence == 0.95
-    assert [a.name for a in cfg.audits] == list(DEFAULT_AUDITS)
+    assert cfg.audits is None  # the default suite: DEFAULT_AUDITS, skipped where they cannot run
+    assert len(DEFAULT_AUDITS) >= 4
     assert loaded.resolve("a.npz") == tmp_path.resolve() / "a.npz"
 
 
@@ -39,7 +40,10 @@ def test_audit_params_are_extra_keys(tmp_path: Path) -> None:
     [
         ("confidence = 1.5\n" + BASE, "confidence: Input should be less than 1"),
         (BASE.replace('kind = "onnx"', "kind = 3"), "target.kind"),
-        (BASE.replace('members = "a.npz"\n', ""), "data.members"),
+        (
+            BASE.replace('kind = "onnx"', 'kind = "onnx"\ninput_bounds = [1, 0]'),
+            "target.input_bounds",
+        ),
         (BASE + "[[audits]]\nfpr = 0.1\n", "audits[0].name"),
         (BASE.replace("[data]", "[data]\nlabels = 'y'"), "data.labels"),
     ],

@@ -1,7 +1,7 @@
 import pytest
 
 from unmeasured.errors import InputError
-from unmeasured.gates import evaluate, parse_rule
+from unmeasured.gates import check_rules, evaluate, parse_rule
 from unmeasured.results import AuditResult, RunResult
 from unmeasured.stats import Estimate
 
@@ -49,9 +49,28 @@ def test_operators(rule: str, breached: bool) -> None:
     assert evaluate(_run(), [rule])[0].breached is breached
 
 
-def test_not_estimable_is_not_breached_but_recorded() -> None:
+def test_not_estimable_breaches_unless_the_rule_allows_it() -> None:
     (v,) = evaluate(_run(), ["membership.loss.tpr_at_fpr_0.001>0"])
+    assert v.value is None and v.breached and "not estimable: too few" in v.reason
+    (v,) = evaluate(_run(), ["membership.loss.tpr_at_fpr_0.001>0 if estimable"])
     assert v.value is None and not v.breached
+
+
+def test_variants_are_literal_and_optional() -> None:
+    run = _run()
+    run.audits[0].id = "membership.lira[online]"
+    run.audits[1].id = "membership.lira[offline]"
+    assert [v.metric for v in evaluate(run, ["membership.lira[online].auc>0.9"])] == [
+        "membership.lira[online].auc"
+    ]
+    assert len(evaluate(run, ["membership.lira.auc>0.9"])) == 2
+
+
+def test_a_rule_whose_audit_did_not_produce_it_is_breached() -> None:
+    run = _run()
+    run.audits[1].status, run.audits[1].metrics = "skipped", {}
+    (v,) = evaluate(run, ["membership.entropy.auc>0.9"])
+    assert v.breached and "skipped or failed" in v.reason
 
 
 @pytest.mark.parametrize("rule", ["auc", "membership.loss.auc=0.5", "membership.loss.auc>x", ""])
@@ -60,6 +79,11 @@ def test_malformed_rules(rule: str) -> None:
         parse_rule(rule)
 
 
-def test_rule_matching_nothing_lists_audits() -> None:
-    with pytest.raises(InputError, match="membership.entropy"):
-        evaluate(_run(), ["robustness.*.acc<0.5"])
+def test_rule_matching_nothing_lists_the_real_audits_before_the_run() -> None:
+    planned = {"membership.loss": ("auc", "tpr_at_fpr_0.01"), "membership.lira[online]": ("auc",)}
+    with pytest.raises(
+        InputError,
+        match=r"audits: membership.loss, membership.lira\[online\]; membership.loss reports auc, tpr_at_fpr_0.01",
+    ):
+        check_rules(["robustness.*.acc<0.5"], planned)
+    assert check_rules(["membership.lira.auc>0.6"], planned)[0].pattern == "membership.lira.auc"

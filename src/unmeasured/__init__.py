@@ -18,7 +18,7 @@ _LAZY = {
     "audit_config": "unmeasured.api",
     "load_config": "unmeasured.config",
     "AuditResult": "unmeasured.results",
-    "RunResult": "unmeasured.results",
+    "RunResult": "unmeasured.api",
     "Estimate": "unmeasured.stats.estimate",
 }
 

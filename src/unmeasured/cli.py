@@ -1,7 +1,15 @@
 """The ``unmeasured`` command line: a thin layer over the Python API.
 
-Exit codes: 0 all good; 1 a ``--fail-on`` rule was breached; 2 a usage or input error (one line
-on stderr naming the field or file; the traceback only with ``--debug``); 3 an internal error.
+Exit codes, a contract CI builds on:
+
+* 0: every requested audit ran and no gate was breached;
+* 1: a gate was breached, or an audit failed (the report then says FAILED or INCOMPLETE);
+* 2: bad input of any kind (config, data, target, recipe, gate rule), found before any
+  expensive work, as one line on stderr naming the file or field;
+* 3: a bug of ours;
+* 130: interrupted (Ctrl-C); finished work is kept.
+
+``--debug`` adds the traceback to stderr and never changes the exit code.
 """
 
 from __future__ import annotations
@@ -39,14 +47,14 @@ def _finish(run, out: Path, quiet: bool) -> int:  # type: ignore[no-untyped-def]
     console = _summary(run)
     console.print(f"report: {out / 'report.html'}", highlight=False, soft_wrap=True)
     console.print(f"results: {out / 'results.json'}", highlight=False, soft_wrap=True)
-    if run.verdicts:
-        for v in run.verdicts:
-            if v.breached:
-                console.print(
-                    f"FAIL {v.metric} = {v.value:.4g} breaches '{v.rule}'", highlight=False
-                )
-        return EXIT_BREACHED if run.breached else EXIT_OK
-    return EXIT_OK
+    for v in run.verdicts:
+        if v.breached:
+            value = f"{v.value:.4g}" if v.value is not None else v.reason
+            console.print(f"FAIL {v.metric} = {value} breaches '{v.rule}'", highlight=False)
+    for a in run.audits:
+        if a.status == "failed":
+            console.print(f"FAILED {a.id}: {a.reason}", highlight=False, soft_wrap=True)
+    return EXIT_BREACHED if run.outcome in ("failed", "incomplete") else EXIT_OK
 
 
 def _summary(run):  # type: ignore[no-untyped-def]
@@ -147,7 +155,7 @@ def list_audits() -> None:
     table = Table("audit", "needs", "parameters", "what it does", box=None)
     for name, cls in available().items():
         table.add_row(
-            name, ", ".join(sorted(cls.requires)), ", ".join(cls.param_names()), cls.summary
+            name, cls().requirements().describe(), ", ".join(cls.param_names()), cls.summary
         )
     Console(file=sys.stdout, width=160).print(table)
 
@@ -177,8 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         rv = app(args=args, prog_name="unmeasured", standalone_mode=False)
         code = rv if isinstance(rv, int) else EXIT_OK
     except (InputError, UnmeasuredError) as e:
-        if debug:
-            raise
+        _traceback(debug)
         print(f"error: {_one_line(str(e))}", file=sys.stderr)
         code = EXIT_INPUT
     except KeyboardInterrupt:
@@ -201,17 +208,21 @@ def _exit_code(e: Exception, debug: bool) -> int:
         print("error: aborted", file=sys.stderr)
         return EXIT_INPUT
     if hasattr(e, "format_message") and hasattr(e, "exit_code"):  # usage errors
-        if debug:
-            raise e
+        _traceback(debug)
         print(f"error: {_one_line(e.format_message())}", file=sys.stderr)
         return EXIT_INPUT
-    if debug:
-        raise e
-    print(
-        f"internal error: {name}: {_one_line(str(e))} (rerun with --debug for the traceback)",
-        file=sys.stderr,
-    )
+    _traceback(debug)
+    hint = "" if debug else " (rerun with --debug for the traceback)"
+    print(f"internal error: {name}: {_one_line(str(e))}{hint}", file=sys.stderr)
     return EXIT_INTERNAL
+
+
+def _traceback(debug: bool) -> None:
+    """With ``--debug``, the traceback of the exception being handled, on stderr."""
+    if debug:
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
 
 
 def _one_line(text: str) -> str:

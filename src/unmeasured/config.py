@@ -7,12 +7,13 @@ Example::
     kind = "torch"                 # torch | torchscript | sklearn | onnx
     factory = "model.py:build"     # relative to this file
     weights = "model.safetensors"
-    [data]
+    [data]                         # every role is optional; each audit says what it needs
     members = "members.npz"        # arrays x, y
     nonmembers = "nonmembers.npz"
-    population = "population.npz"  # optional
+    population = "population.npz"
+    test = "test.npz"
     [[audits]]
-    name = "membership.loss"
+    name = "membership.loss"       # or a whole family: name = "membership"
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from unmeasured.errors import ConfigError
 
@@ -56,14 +57,25 @@ class TargetConfig(_Strict):
     batch_size: int = Field(default=512, ge=1)
     device: str = "cpu"
     trusted_types: list[str] = Field(default_factory=list)
+    input_bounds: tuple[float, float] | None = None
+
+    @field_validator("input_bounds")
+    @classmethod
+    def _low_below_high(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and not v[0] < v[1]:
+            raise ValueError(f"low must be below high, got [{v[0]}, {v[1]}]")
+        return v
 
 
 class DataConfig(_Strict):
-    """``[data]``: the records around the model. Paths are relative to the config file."""
+    """``[data]``: the records around the model, by role (every role optional; each audit
+    states which it needs). Paths are relative to the config file."""
 
-    members: str
-    nonmembers: str
+    members: str | None = None
+    nonmembers: str | None = None
     population: str | None = None
+    test: str | None = None
+    train_sample: str | None = None
     label: str = "label"
     x_key: str = "x"
     y_key: str = "y"
@@ -89,9 +101,7 @@ class Config(_Strict):
     target: TargetConfig
     data: DataConfig
     recipe: dict[str, Any] | None = None
-    audits: list[AuditEntry] = Field(
-        default_factory=lambda: [AuditEntry(name=n) for n in DEFAULT_AUDITS]
-    )
+    audits: list[AuditEntry] | None = None
     fail_on: list[str] = Field(default_factory=list)
     cache_dir: str | None = None
 
@@ -122,16 +132,27 @@ def load_config(path: str | Path) -> LoadedConfig:
     """
     path = Path(path)
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read config file ({type(e).__name__})") from None
+    except OSError as e:  # a directory, no permission, a symlink loop, ...
+        raise ConfigError(f"{path}: cannot read config file ({e.strerror or e})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
+            "save the config as UTF-8"
+        ) from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: invalid TOML: {e}") from None
-    return LoadedConfig(config=parse_config(raw, source=str(path)), path=path.resolve(), text=text)
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError) as e:  # RuntimeError: a symlink loop on older Pythons
+        raise ConfigError(f"{path}: cannot resolve the path ({e})") from None
+    return LoadedConfig(config=parse_config(raw, source=str(path)), path=resolved, text=text)
 
 
 def parse_config(raw: dict[str, Any], *, source: str = "config") -> Config:

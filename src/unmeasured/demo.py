@@ -33,14 +33,15 @@ def run_demo(*, out: str | Path, seed: int = 0, progress: Progress | None = None
     """Train the demo target, audit it and write the run directory ``out``."""
     progress = progress or Progress()
     records = load_builtin("digits")
-    split = random_split(records, n_members=300, n_nonmembers=748, n_population=749, seed=seed)
+    data = random_split(records, n_members=300, n_nonmembers=748, n_population=749, seed=seed)
+    members = data.require("members")
     progress.log("training the demo target: an MLP on 300 digits, no regularisation")
-    model = DEMO_RECIPE.fit(split.members.x, split.members.y, num_classes=10, seed=seed)
+    model = DEMO_RECIPE.fit(members.x, members.y, num_classes=10, seed=seed)
     return audit(
         model,
-        members=split.members,
-        nonmembers=split.nonmembers,
-        population=split.population,
+        members=members,
+        nonmembers=data.nonmembers,
+        population=data.population,
         audits=list(DEMO_AUDITS),
         recipe=DEMO_RECIPE,
         seed=seed,

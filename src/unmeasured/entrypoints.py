@@ -38,6 +38,9 @@ def load_callable(
             raise error(f"{field}: cannot import {source}")
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[module_spec.name] = module
+        # the file may import its neighbours (a recipe.py importing model.py next to it)
+        if str(path.parent) not in sys.path:
+            sys.path.insert(0, str(path.parent))
         try:
             module_spec.loader.exec_module(module)
         except Exception as e:

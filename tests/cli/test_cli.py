@@ -133,7 +133,7 @@ MALFORMED = {
     "unknown audit parameter": (lambda p, t: [str(p(config=CONFIG + "fpp = 0.1\n"))], "fpp"),
     "invalid audit parameter": (
         lambda p, t: [str(p(config=CONFIG + "fpr = 2.0\n"))],
-        "'fpr' parameter",
+        "audits[0].fpr: membership.loss's 'fpr' must be a float in the range (0, 1); got 2.0",
     ),
     "missing factory file": (
         lambda p, t: [str(p(config=_with(CONFIG, '"model.py:build"', '"nomodel.py:build"')))],
@@ -179,7 +179,7 @@ MALFORMED = {
     ),
     "--fail-on matching nothing": (
         lambda p, t: [str(p()), "--fail-on", "robustness.*.accuracy<0.5"],
-        "matches no metric",
+        "names no metric of this run (audits: membership.loss; membership.loss reports auc,",
     ),
     "negative seed": (lambda p, t: [str(p()), "--seed", "-1"], "--seed"),
 }
@@ -219,11 +219,11 @@ def test_malformed_input_exits_2_with_one_line(case: str, project, tmp_path: Pat
     assert "Traceback" not in err
 
 
-def test_debug_shows_traceback(tmp_path: Path) -> None:
-    from unmeasured.errors import ConfigError
-
-    with pytest.raises(ConfigError):
-        main(["audit", str(tmp_path / "nope.toml"), "--debug"])
+def test_debug_adds_a_traceback_and_keeps_the_exit_code(tmp_path: Path, capsys) -> None:
+    code, _, err = _run(capsys, "audit", str(tmp_path / "nope.toml"), "--debug")
+    assert code == 2
+    assert "Traceback (most recent call last)" in err
+    assert err.strip().splitlines()[-1] == f"error: {tmp_path / 'nope.toml'}: no such config file"
 
 
 def test_report_on_empty_directory_exits_2(tmp_path: Path, capsys) -> None:

@@ -1,12 +1,19 @@
-"""Validation of records and splits."""
+"""Validation of records and of datasets by role."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from unmeasured.data import Records, build_split, random_split, shared_duplicates, validate_records
-from unmeasured.errors import DataError
+from unmeasured.data import (
+    Datasets,
+    Records,
+    build_datasets,
+    random_split,
+    shared_duplicates,
+    validate_records,
+)
+from unmeasured.errors import ConfigError, DataError
 
 
 def _records(n: int = 10, d: int = 3, seed: int = 0) -> Records:
@@ -48,25 +55,48 @@ def test_integral_float_labels_become_int64() -> None:
     assert r.x.dtype == np.float32
 
 
-def test_shared_duplicates_and_split_warnings() -> None:
+def test_shared_duplicates() -> None:
     a, b = _records(10, seed=0), _records(8, seed=1)
     b.x[3], b.y[3] = a.x[5], a.y[5]
     b.x[6], b.y[6] = a.x[1], a.y[1]
-    pairs = shared_duplicates(a, b)
-    assert sorted(map(tuple, pairs.tolist())) == [(1, 6), (5, 3)]
-    population = _records(5, seed=2)
-    population.x[0], population.y[0] = a.x[0], a.y[0]
-    split = build_split(a, b, population)
-    assert any("2 non-member records are exact duplicates" in w for w in split.warnings)
-    assert any("population" in w and "member" in w for w in split.warnings)
+    assert sorted(map(tuple, shared_duplicates(a, b).tolist())) == [(1, 6), (5, 3)]
     # same input, different label: not a duplicate
     c = Records(a.x[:1].copy(), (a.y[:1] + 1) % 3)
     assert len(shared_duplicates(a, c)) == 0
 
 
-def test_split_shape_mismatch_names_the_set() -> None:
+def test_members_and_nonmembers_sharing_records_is_an_error_with_counts() -> None:
+    a, b = _records(10, seed=0), _records(8, seed=1)
+    b.x[3], b.y[3] = a.x[5], a.y[5]
+    b.x[6], b.y[6] = a.x[1], a.y[1]
+    with pytest.raises(DataError, match=r"data.nonmembers: 2 of 8 records are exact copies of 2 "):
+        build_datasets({"members": a, "nonmembers": b})
+
+
+def test_population_or_test_overlap_is_a_warning() -> None:
+    a, b = _records(10, seed=0), _records(8, seed=1)
+    population, test = _records(5, seed=2), _records(6, seed=3)
+    population.x[0], population.y[0] = a.x[0], a.y[0]
+    test.x[2], test.y[2] = a.x[4], a.y[4]
+    data = build_datasets({"members": a, "nonmembers": b, "population": population, "test": test})
+    assert len(data.warnings) == 2
+    assert "data.population: 1 records are exact copies of members" in data.warnings[0]
+    assert "accuracy on test is inflated" in data.warnings[1]
+
+
+def test_any_role_alone() -> None:
+    data = build_datasets({"test": _records(6)})
+    assert data.roles() == ("test",) and data.input_shape == (3,)
+    with pytest.raises(ConfigError, match=r"data.members: needed here"):
+        data.require("members")
+    with pytest.raises(ConfigError, match="unknown data role"):
+        build_datasets({"validation": _records(6)})
+    assert Datasets().input_shape is None
+
+
+def test_shape_mismatch_names_the_role() -> None:
     with pytest.raises(DataError, match="data.nonmembers"):
-        build_split(_records(d=3), _records(d=4))
+        build_datasets({"members": _records(d=3), "nonmembers": _records(d=4)})
 
 
 def test_random_split_is_disjoint_and_seeded() -> None:
@@ -80,3 +110,9 @@ def test_random_split_is_disjoint_and_seeded() -> None:
     assert not np.array_equal(s1.members.x, s3.members.x)
     with pytest.raises(DataError, match="asked for 120"):
         random_split(records, n_members=60, n_nonmembers=60, seed=0)
+
+
+def test_random_split_drops_exact_duplicates_first() -> None:
+    records = Records(np.repeat(np.arange(50, dtype=np.float32), 2)[:, None], np.zeros(100, int))
+    data = random_split(records, n_members=25, n_nonmembers=25, seed=0)
+    assert len(np.unique(np.concatenate([data.members.x, data.nonmembers.x]))) == 50

@@ -213,7 +213,7 @@ def test_torchscript_target_is_white_box_without_layer_hooks(
     torch.jit.script(mlp).save(str(tmp_path / "m.pt"))
     target = TorchScriptTarget(tmp_path / "m.pt", batch_size=4)
     np.testing.assert_allclose(target.predict(x), eval_logits(mlp, x), rtol=1e-6)
-    assert "whitebox" in target.capabilities and target.files == (tmp_path / "m.pt",)
+    assert {"gradients", "weights"} <= target.capabilities and target.files == (tmp_path / "m.pt",)
     assert target.description == "TorchScript m.pt"
     np.testing.assert_allclose(
         target.input_gradients(x, y), _reference_gradients(mlp, x, y), rtol=1e-5, atol=1e-6

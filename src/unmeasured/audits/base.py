@@ -1,13 +1,16 @@
-"""The `Audit` base class, its run context and parameter validation.
+"""The `Audit` base class, what an audit needs (`Requirements`) and its run context.
 
 An audit is one concern in one class: keyword-only hyper-parameters stored as given (so `repr`,
-`get_params` and config round-trips work for every audit alike), declared constraints checked at
-construction, a `check` that lists problems before any work starts, and ``run(ctx) -> AuditResult``.
+`get_params` and config round-trips work for every audit alike), checked against their typed
+signature and declared constraints at construction, a `requirements` value that one generic
+check compares with the target, the data and the recipe before any work starts, and
+``run(ctx) -> AuditResult``. A family base (`MembershipAttack`, `EvasionAttack`, `Certifier`,
+`CanaryAudit`, `ProbeAudit`) owns what its audits share, so a new method is one small class.
 """
 
 from __future__ import annotations
 
-import inspect
+import hashlib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -17,44 +20,94 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from unmeasured.data.records import Records, Split
-from unmeasured.errors import ConfigError, TargetError
+from unmeasured.data.records import ROLES, Datasets, Records
+from unmeasured.errors import TargetError
+from unmeasured.params import BOOLEAN, Constraint, check_params, interval, keyword_params, options
 from unmeasured.progress import Progress
-from unmeasured.results import AuditResult
-from unmeasured.targets.base import Target
+from unmeasured.results import AuditResult, Headline
+from unmeasured.targets.base import CAPABILITIES, Target
+
+__all__ = [
+    "BOOLEAN",
+    "Audit",
+    "AuditContext",
+    "Constraint",
+    "Requirements",
+    "interval",
+    "options",
+]
 
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class Constraint:
-    """A declared constraint on one hyper-parameter: a predicate and how to say it."""
+class Requirements:
+    """What one audit instance needs before it can run.
 
-    check: Callable[[Any], bool]
-    description: str
+    Attributes:
+        capabilities: what the target must give (`CAPABILITIES`: ``"labels"``, ``"scores"``,
+            ``"logits"``, ``"gradients"``, ``"weights"``, ``"layers"``).
+        roles: data roles that must be given (``"members"``, ``"test"``, ...).
+        columns: per-record columns every required role must carry (``"sensitive"``, ...).
+        recipe: whether a training recipe (``[recipe]``) is needed.
+        input_bounds: whether the target's valid input range must be known.
+        image_inputs: whether records must be images ``(C, H, W)``.
+    """
 
+    capabilities: frozenset[str] = frozenset({"scores"})
+    roles: frozenset[str] = frozenset()
+    columns: frozenset[str] = frozenset()
+    recipe: bool = False
+    input_bounds: bool = False
+    image_inputs: bool = False
 
-def interval(low: float, high: float, *, closed: str = "neither", kind: type = float) -> Constraint:
-    """A number in an interval, e.g. ``interval(0, 1)`` for a rate in (0, 1)."""
-    lo_ok = (lambda v: v >= low) if closed in ("left", "both") else (lambda v: v > low)
-    hi_ok = (lambda v: v <= high) if closed in ("right", "both") else (lambda v: v < high)
-    left = "[" if closed in ("left", "both") else "("
-    right = "]" if closed in ("right", "both") else ")"
-    name = "an int" if kind is int else "a float"
-    numeric = (int,) if kind is int else (int, float)
+    def __post_init__(self) -> None:
+        unknown = (set(self.capabilities) - set(CAPABILITIES)) | (set(self.roles) - set(ROLES))
+        if unknown:  # a programming error in an audit class, not a user error
+            raise ValueError(f"unknown requirement(s): {sorted(unknown)}")
 
-    def check(v: Any) -> bool:
-        return isinstance(v, numeric) and not isinstance(v, bool) and lo_ok(v) and hi_ok(v)
+    def unmet(
+        self,
+        *,
+        target: Target,
+        data: Datasets,
+        recipe: Any,
+        input_bounds: tuple[float, float] | None,
+    ) -> list[str]:
+        """Every requirement the run does not meet, in words (empty when all are met)."""
+        problems = []
+        missing = sorted(set(self.capabilities) - set(target.capabilities))
+        if missing:
+            problems.append(
+                f"needs a target that gives {', '.join(missing)}; {target.description} gives "
+                f"{', '.join(sorted(target.capabilities))}"
+            )
+        absent = [r for r in ROLES if r in self.roles and data.get(r) is None]
+        if absent:
+            problems.append(f"needs data {', '.join(f'data.{r}' for r in absent)}")
+        for role in sorted(self.roles):
+            records = data.get(role)
+            lacking = sorted(set(self.columns) - set(records.columns)) if records else []
+            if lacking:
+                problems.append(
+                    f"needs column(s) {', '.join(lacking)} in data.{role} (data.columns)"
+                )
+        if self.recipe and recipe is None:
+            problems.append("needs a training recipe ([recipe] in the config)")
+        if self.input_bounds and input_bounds is None:
+            problems.append("needs the target's input bounds (target.input_bounds)")
+        shape = data.input_shape
+        if self.image_inputs and shape is not None and len(shape) != 3:
+            problems.append(f"needs image records of shape (C, H, W); the data has {shape}")
+        return problems
 
-    return Constraint(check, f"{name} in the range {left}{low}, {high}{right}")
-
-
-def options(*values: Any) -> Constraint:
-    """One of a fixed set of values."""
-    return Constraint(lambda v: v in values, "one of " + ", ".join(repr(v) for v in values))
-
-
-BOOLEAN = Constraint(lambda v: isinstance(v, bool), "a bool")
+    def describe(self) -> str:
+        """A short text for ``unmeasured list``."""
+        parts = sorted(self.capabilities) + sorted(self.roles)
+        parts += [f"column {c}" for c in sorted(self.columns)]
+        parts += ["recipe"] * self.recipe + ["input bounds"] * self.input_bounds
+        parts += ["images"] * self.image_inputs
+        return ", ".join(parts)
 
 
 @dataclass
@@ -63,21 +116,23 @@ class AuditContext:
 
     Attributes:
         target: the model under audit.
-        split: members, non-members and optional population.
+        data: the run's data by role.
         seed: the run's seed; audits derive their own generators from it.
-        recipe: how to train models like the target (reference-model attacks); optional.
-        cache_dir: where trained reference models and other reusable work are kept.
+        recipe: how to train models like the target; optional.
+        cache_dir: where trained models and other reusable work are kept.
         progress: progress reporter for long loops.
         confidence: coverage of every confidence interval.
+        input_bounds: the valid input range ``(low, high)``, if known.
     """
 
     target: Target
-    split: Split
+    data: Datasets
     seed: int = 0
     recipe: Any = None
     cache_dir: Path | None = None
     progress: Progress = field(default_factory=Progress)
     confidence: float = 0.95
+    input_bounds: tuple[float, float] | None = None
     _memo: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def shared(self, key: str, compute: Callable[[], T]) -> T:
@@ -88,14 +143,10 @@ class AuditContext:
         return self._memo[key]  # type: ignore[no-any-return]
 
     def records(self, which: str) -> Records:
-        """``"members"``, ``"nonmembers"``, ``"population"`` or ``"audit"`` (members then
-        non-members)."""
+        """The records of a data role, or ``"audit"``: members then non-members."""
         if which == "audit":
-            return self.split.audit_records()[0]
-        recs = getattr(self.split, which)
-        if recs is None:
-            raise ConfigError(f"data.{which}: this audit needs it, and none was given")
-        return recs
+            return self.data.audit_records()[0]
+        return self.data.require(which)
 
     def log_probs(self, which: str) -> np.ndarray:
         """The target's log-probabilities on a record set, computed once per run."""
@@ -119,82 +170,93 @@ class AuditContext:
 
     def rng(self, salt: str) -> np.random.Generator:
         """A generator seeded from the run seed and a per-use salt (so audits are independent)."""
-        digest = int.from_bytes(_sha(f"{self.seed}/{salt}")[:8], "little")
-        return np.random.default_rng(digest)
-
-
-def _sha(text: str) -> bytes:
-    import hashlib
-
-    return hashlib.sha256(text.encode()).digest()
+        digest = hashlib.sha256(f"{self.seed}/{salt}".encode()).digest()
+        return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
 class Audit(ABC):
     """Base class of every audit.
 
-    Subclasses set ``name`` (registry name), ``summary`` (one line), ``requires`` (target
-    capabilities, plus ``"population"`` or ``"recipe"`` when needed) and ``constraints``, take their
-    hyper-parameters as keyword-only arguments stored under the same names, and implement `run`.
+    Subclasses set ``name`` (registry name, ``"<family>.<method>"``), ``summary`` (one line)
+    and ``constraints``, take their hyper-parameters as keyword-only arguments stored under the
+    same names (calling `validate` at the end of ``__init__``), say what they need in
+    `requirements`, which metrics they report in `metric_names`, and implement `run`.
+    ``variant_params`` names the parameters that tell two instances of one audit apart in their
+    id (``membership.lira[online]``).
     """
 
     name: ClassVar[str]
     summary: ClassVar[str] = ""
-    requires: ClassVar[frozenset[str]] = frozenset({"scores"})
     constraints: ClassVar[dict[str, Constraint]] = {}
+    variant_params: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def family(self) -> str:
+        return self.name.split(".", 1)[0]
 
     @classmethod
     def param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [p.name for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY]
+        return keyword_params(cls)
 
     def get_params(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.param_names()}
 
     def validate(self) -> None:
-        """Check every declared constraint; raise `ConfigError` naming the parameter."""
-        for key, constraint in self.constraints.items():
-            value = getattr(self, key)
-            if not constraint.check(value):
-                raise ConfigError(
-                    f"The '{key}' parameter of {self.name} must be {constraint.description}. "
-                    f"Got {value!r} instead."
-                )
+        """Check every parameter against its annotation and declared constraint.
+
+        Raises:
+            ConfigError: ``<param>: <audit>'s '<param>' must be ...; got ...``.
+        """
+        check_params(self, self.name, self.constraints)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
 
-    def check(self, ctx: AuditContext) -> list[str]:
-        """Reasons this audit cannot run in ``ctx`` (empty when it can)."""
-        problems = []
-        missing = (self.requires - {"population", "recipe"}) - set(ctx.target.capabilities)
-        if missing:
-            problems.append(
-                f"needs a target that gives {', '.join(sorted(missing))}; "
-                f"{ctx.target.description} gives {', '.join(sorted(ctx.target.capabilities))}"
-            )
-        if "population" in self.requires and ctx.split.population is None:
-            problems.append("needs population data (data.population)")
-        if "recipe" in self.requires and ctx.recipe is None:
-            problems.append("needs a training recipe ([recipe] in the config)")
-        return problems
+    def audit_id(self) -> str:
+        """The audit's id in results, arrays, gates and the report: its name, plus the values of
+        its ``variant_params`` in brackets (``membership.lira[online]``)."""
+        if not self.variant_params:
+            return self.name
+        return f"{self.name}[{','.join(str(getattr(self, p)) for p in self.variant_params)}]"
+
+    def requirements(self) -> Requirements:
+        """What this instance needs (the default: the target's scores, nothing else)."""
+        return Requirements()
+
+    def metric_names(self) -> tuple[str, ...]:
+        """The names of the metrics `run` reports (gate rules are checked against them before
+        the run)."""
+        return ()
+
+    def headline(self, result: AuditResult) -> Headline | None:
+        """The one metric that matters in ``result`` and a sentence on what it means."""
+        return None
 
     @abstractmethod
     def run(self, ctx: AuditContext) -> AuditResult:
         """Run the audit and return its result."""
 
     def __call__(self, ctx: AuditContext) -> AuditResult:
-        """Run with checks and timing; a failed check gives a ``skipped`` result with the reason."""
-        problems = self.check(ctx)
+        """Run with timing; a requirement not met gives a ``skipped`` result with the reason
+        (the run's preflight check normally catches that before any work)."""
+        problems = self.requirements().unmet(
+            target=ctx.target, data=ctx.data, recipe=ctx.recipe, input_bounds=ctx.input_bounds
+        )
         if problems:
             return AuditResult(
                 name=self.name,
+                id=self.audit_id(),
                 status="skipped",
                 reason="; ".join(problems),
                 params=self.get_params(),
             )
         start = time.perf_counter()
         result = self.run(ctx)
+        result.name = self.name
+        result.id = self.audit_id()
         result.params = self.get_params()
         result.duration_s = time.perf_counter() - start
+        if result.status == "ok" and result.headline is None:
+            result.headline = self.headline(result)
         return result

@@ -1,11 +1,19 @@
-"""The audit registry: a plain dict from name to class (``register``, ``create``, ``available``)."""
+"""The audit registry: a plain dict from name to class (``register``, ``create``, ``available``).
+
+`FAMILIES` lists the built-in families; importing a family's package registers its audits, so a
+new family is one entry here and a new audit one ``@register`` line.
+"""
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from unmeasured.audits.base import Audit
 from unmeasured.errors import ConfigError, one_of
+
+#: the built-in audit families, each a package ``unmeasured.audits.<family>``
+FAMILIES = ("membership", "robustness")
 
 REGISTRY: dict[str, type[Audit]] = {}
 
@@ -20,19 +28,35 @@ def register(cls: type[Audit]) -> type[Audit]:
 
 def available() -> dict[str, type[Audit]]:
     """All registered audits, by name (importing the built-in families first)."""
-    _load_builtin()
+    for family in FAMILIES:
+        importlib.import_module(f"unmeasured.audits.{family}")
     return dict(sorted(REGISTRY.items()))
+
+
+def family_members(name: str) -> list[str] | None:
+    """The audit names a family selector stands for (``"membership"`` or ``"membership.*"``),
+    or None when ``name`` is not a family selector."""
+    family = name.removesuffix(".*")
+    if family != name or "." not in name:
+        names = [n for n in available() if n.split(".", 1)[0] == family]
+        return names or None
+    return None
 
 
 def create(name: str, params: dict[str, Any] | None = None, *, field: str = "audits") -> Audit:
     """Instantiate an audit by name with keyword parameters.
 
     Raises:
-        ConfigError: unknown name (the message lists valid ones) or unknown/invalid parameter.
+        ConfigError: unknown name (the message lists valid ones) or an unknown or invalid
+            parameter (named as ``<field>.<parameter>``).
     """
     registry = available()
     if name not in registry:
-        raise ConfigError(f"{field}.name: unknown audit '{name}'; choose {one_of(registry)}")
+        families = sorted({n.split(".", 1)[0] for n in registry})
+        raise ConfigError(
+            f"{field}.name: unknown audit '{name}'; choose {one_of(registry)} "
+            f"or a family ({', '.join(families)})"
+        )
     cls = registry[name]
     params = dict(params or {})
     allowed = cls.param_names()
@@ -45,11 +69,6 @@ def create(name: str, params: dict[str, Any] | None = None, *, field: str = "aud
     try:
         return cls(**params)
     except ConfigError as e:
-        raise ConfigError(f"{field}: {e}") from None
+        raise ConfigError(f"{field}.{e}") from None
     except TypeError as e:  # e.g. a wrong type that the constructor itself rejects
         raise ConfigError(f"{field}: {name}: {e}") from None
-
-
-def _load_builtin() -> None:
-    # Importing a family module registers its audits.
-    import unmeasured.audits.membership  # noqa: F401

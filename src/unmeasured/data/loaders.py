@@ -47,7 +47,10 @@ def load_npz(
             names = list(z.files)
             for key in (x_key, y_key):
                 if key not in names:
-                    raise DataError(f"{path}: no array '{key}' (has {', '.join(names) or 'none'})")
+                    raise DataError(
+                        f"{path}: no array '{key}' (has {', '.join(names) or 'none'}); "
+                        f"name the arrays with data.x_key and data.y_key"
+                    )
             x, y = z[x_key], z[y_key]
             n = len(y) if y.ndim else 0
             wanted = (
@@ -60,6 +63,8 @@ def load_npz(
                 if c not in names:
                     raise DataError(f"{path}: no column '{c}' (has {', '.join(names)})")
                 cols[c] = z[c]
+    except DataError:
+        raise
     except ValueError as e:
         if "allow_pickle" in str(e) or "Object arrays" in str(e):
             raise DataError(
@@ -86,7 +91,10 @@ def load_csv(path: str | Path, *, label: str = "label", columns: Sequence[str] =
         rows = list(reader)
     header = [h.strip() for h in header]
     if label not in header:
-        raise DataError(f"{path}: no label column '{label}' (columns: {', '.join(header)})")
+        raise DataError(
+            f"{path}: no label column '{label}' (columns: {', '.join(header)}); "
+            "set data.label to the name of the label column"
+        )
     for c in columns:
         if c not in header:
             raise DataError(f"{path}: no column '{c}' (columns: {', '.join(header)})")

@@ -1,13 +1,15 @@
-"""Validation of records and splits: shapes, dtypes, label range, NaN/inf, shared duplicates."""
+"""Validation of records and of `Datasets`: shapes, dtypes, label range, NaN/inf, records shared
+between roles."""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from unmeasured.data.records import Records, Split
-from unmeasured.errors import DataError
+from unmeasured.data.records import ROLES, Datasets, Records
+from unmeasured.errors import ConfigError, DataError, one_of
 
 
 def validate_records(
@@ -28,7 +30,10 @@ def validate_records(
     if y.ndim != 1:
         raise DataError(f"{name}: labels must be 1-D, got shape {y.shape}")
     if x.ndim < 2:
-        raise DataError(f"{name}: x must have shape (n, features...), got shape {x.shape}")
+        raise DataError(
+            f"{name}: x has shape {x.shape}, but each record must be an array: x needs shape "
+            "(records, features...); for one feature per record use x.reshape(-1, 1)"
+        )
     if len(x) != len(y):
         raise DataError(f"{name}: {len(x)} inputs but {len(y)} labels")
     if len(y) == 0:
@@ -94,32 +99,52 @@ def shared_duplicates(a: Records, b: Records) -> np.ndarray:
     return np.array(pairs, dtype=np.int64)
 
 
-def _describe(pairs: np.ndarray, side: int, what: str, other: str) -> str:
+def _indices(pairs: np.ndarray, side: int) -> str:
     idx = np.unique(pairs[:, side])
-    shown = ", ".join(str(i) for i in idx[:5]) + (", ..." if len(idx) > 5 else "")
-    return (
-        f"{len(idx)} {what} records are exact duplicates of {other} records (indices {shown}); "
-        "their ground truth is ambiguous"
-    )
+    return ", ".join(str(i) for i in idx[:5]) + (", ..." if len(idx) > 5 else "")
 
 
-def build_split(
-    members: Records,
-    nonmembers: Records,
-    population: Records | None = None,
+#: pairs of roles that must not share a record (the ground truth would contradict itself)
+_DISJOINT = (("members", "nonmembers"), ("train_sample", "nonmembers"))
+#: pairs that should not share records; sharing is a warning, with what it distorts
+_SHOULD_BE_DISJOINT = (
+    ("population", "members", "the population should be disjoint from audited records"),
+    ("population", "nonmembers", "the population should be disjoint from audited records"),
+    ("test", "members", "accuracy on test is inflated by records the model trained on"),
+)
+
+
+def build_datasets(
+    roles: Mapping[str, Records | None],
     *,
     num_classes: int | None = None,
     input_shape: tuple[int, ...] | None = None,
-) -> Split:
-    """Validate the three record sets and build a `Split`.
+    warnings: Sequence[str] = (),
+) -> Datasets:
+    """Validate the record set of every role and build `Datasets`.
 
-    Shared exact duplicates do not stop the audit; they become ``Split.warnings``.
+    Each role is checked on its own (shapes, labels, NaN/inf, columns) and against the others:
+    every role must have the same record shape; members and non-members (and a training sample
+    and non-members) must not share a record; a population or test set sharing records with the
+    audited ones is a warning.
+
+    Args:
+        roles: records by role name (see `ROLES`); None or absent roles are left out.
+        num_classes: the target's number of classes, if known (labels must be below it).
+        input_shape: the target's input shape, if known.
+        warnings: warnings found earlier (e.g. while loading files) to carry along.
+
+    Raises:
+        DataError: naming ``data.<role>`` (and its file) and what is wrong.
+        ConfigError: an unknown role.
     """
-    sets = {"members": members, "nonmembers": nonmembers, "population": population}
-    checked: dict[str, Records | None] = {}
-    for role, recs in sets.items():
+    unknown = set(roles) - set(ROLES)
+    if unknown:
+        raise ConfigError(f"data.{sorted(unknown)[0]}: unknown data role; choose {one_of(ROLES)}")
+    checked: dict[str, Records] = {}
+    for role in ROLES:
+        recs = roles.get(role)
         if recs is None:
-            checked[role] = None
             continue
         label = f"data.{role}" + (
             f" ({recs.source})" if recs.source not in ("<array>", role) else ""
@@ -127,30 +152,33 @@ def build_split(
         checked[role] = validate_records(
             recs, name=label, num_classes=num_classes, input_shape=input_shape
         )
-    m, n, p = checked["members"], checked["nonmembers"], checked["population"]
-    if m is None or n is None:
-        raise DataError("data: members and nonmembers are both required")
-    for role, recs in (("nonmembers", n), ("population", p)):
-        if recs is not None and recs.input_shape != m.input_shape:
+    first = next(iter(checked), None)
+    for role, recs in checked.items():
+        if first is not None and recs.input_shape != checked[first].input_shape:
             raise DataError(
                 f"data.{role}: records have shape {recs.input_shape}, "
-                f"but members have {m.input_shape}"
+                f"but {first} have {checked[first].input_shape}"
             )
-    warnings = []
-    pairs = shared_duplicates(m, n)
-    if len(pairs):
-        warnings.append(_describe(pairs, 1, "non-member", "member"))
-    if p is not None:
-        for role, recs in (("member", m), ("non-member", n)):
-            pairs = shared_duplicates(p, recs)
+    for a, b in _DISJOINT:
+        if a in checked and b in checked:
+            pairs = shared_duplicates(checked[a], checked[b])
             if len(pairs):
-                warnings.append(
-                    _describe(pairs, 0, "population", role).replace(
-                        "their ground truth is ambiguous",
-                        "the population should be disjoint from audited records",
-                    )
+                n_a, n_b = len(np.unique(pairs[:, 0])), len(np.unique(pairs[:, 1]))
+                raise DataError(
+                    f"data.{b}: {n_b} of {len(checked[b])} records are exact copies of "
+                    f"{n_a} of the {len(checked[a])} {a} records (indices in {b}: "
+                    f"{_indices(pairs, 1)}); a record cannot be both, remove the copies"
                 )
-    return Split(members=m, nonmembers=n, population=p, warnings=tuple(warnings))
+    found = list(warnings)
+    for a, b, consequence in _SHOULD_BE_DISJOINT:
+        if a in checked and b in checked:
+            pairs = shared_duplicates(checked[a], checked[b])
+            if len(pairs):
+                found.append(
+                    f"data.{a}: {len(np.unique(pairs[:, 0]))} records are exact copies of {b} "
+                    f"records (indices {_indices(pairs, 0)}); {consequence}"
+                )
+    return Datasets(**checked, warnings=tuple(found))
 
 
 def random_split(
@@ -160,13 +188,20 @@ def random_split(
     n_nonmembers: int,
     n_population: int = 0,
     seed: int = 0,
-) -> Split:
-    """A seeded random split of one record set into disjoint members, non-members, population."""
+) -> Datasets:
+    """A seeded random split of one record set into disjoint members, non-members, population.
+
+    Exact duplicates (same input and label) are dropped first, so the roles share no record.
+    """
+    _, first = np.unique(_row_hashes(records), return_index=True)
+    unique = records.subset(np.sort(first))
     total = n_members + n_nonmembers + n_population
-    if total > len(records):
-        raise DataError(f"{records.source}: asked for {total} records, have {len(records)}")
-    perm = np.random.default_rng(seed).permutation(len(records))
-    m = records.subset(perm[:n_members])
-    n = records.subset(perm[n_members : n_members + n_nonmembers])
-    p = records.subset(perm[n_members + n_nonmembers : total]) if n_population else None
-    return build_split(m, n, p)
+    if total > len(unique):
+        raise DataError(
+            f"{records.source}: asked for {total} records, have {len(unique)} distinct ones"
+        )
+    perm = np.random.default_rng(seed).permutation(len(unique))
+    m = unique.subset(perm[:n_members])
+    n = unique.subset(perm[n_members : n_members + n_nonmembers])
+    p = unique.subset(perm[n_members + n_nonmembers : total]) if n_population else None
+    return build_datasets({"members": m, "nonmembers": n, "population": p})

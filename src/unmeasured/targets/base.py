@@ -17,7 +17,9 @@ import numpy as np
 
 from unmeasured.errors import TargetError, one_of
 
-Capability = Literal["scores", "labels", "whitebox"]
+#: what a target can give an audit: predicted labels, per-class scores, raw logits, input
+#: gradients, its weights, named layers' features
+CAPABILITIES = ("labels", "scores", "logits", "gradients", "weights", "layers")
 OutputKind = Literal["logits", "probabilities"]
 OUTPUT_KINDS = ("logits", "probabilities")
 
@@ -34,8 +36,9 @@ class Target(ABC):
         num_classes: number of output classes.
         output: whether `predict` returns ``"logits"`` or ``"probabilities"``.
         input_bounds: ``(low, high)`` valid input range, or ``None`` if unbounded/unknown.
-        capabilities: what the target can give: ``"scores"`` (per-class outputs),
-            ``"labels"`` (predicted labels), ``"whitebox"`` (module, features, gradients).
+        capabilities: what the target can give (`CAPABILITIES`): ``"labels"`` and
+            ``"scores"`` always, ``"logits"`` when its output is logits, and what
+            ``white_box`` adds (``"gradients"``, ``"weights"``, ``"layers"`` for torch).
         description: short human text for reports (e.g. ``"torch MLP (3 layers) from model.py"``).
         files: the files the target was loaded from (for provenance hashes); empty in memory.
     """
@@ -43,9 +46,14 @@ class Target(ABC):
     num_classes: int
     output: OutputKind = "logits"
     input_bounds: tuple[float, float] | None = None
-    capabilities: frozenset[str] = frozenset({"scores", "labels"})
+    white_box: frozenset[str] = frozenset()
     description: str = "target"
     files: tuple[Path, ...] = ()
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        logits = {"logits"} if self.output == "logits" else set()
+        return frozenset({"labels", "scores", *logits, *self.white_box})
 
     @abstractmethod
     def predict(self, x: np.ndarray) -> np.ndarray:

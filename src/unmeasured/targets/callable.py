@@ -27,8 +27,6 @@ class CallableTarget(Target):
         (3, 2)
     """
 
-    capabilities = frozenset({"scores", "labels"})
-
     def __init__(
         self,
         fn: Callable[[np.ndarray], np.ndarray],

@@ -44,8 +44,6 @@ class OnnxTarget(Target):
         TargetError: the file is missing, not ONNX, or has no usable input or output.
     """
 
-    capabilities = frozenset({"scores", "labels"})
-
     def __init__(
         self,
         path: str | Path,

@@ -37,8 +37,6 @@ class SklearnTarget(Target):
         (3, 3)
     """
 
-    capabilities = frozenset({"scores", "labels"})
-
     def __init__(self, estimator: Any, *, files: Sequence[Path] = ()) -> None:
         from sklearn.exceptions import NotFittedError
         from sklearn.utils.validation import check_is_fitted

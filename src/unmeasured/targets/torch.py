@@ -54,7 +54,7 @@ class TorchTarget(Target):
         (5, 3)
     """
 
-    capabilities = frozenset({"scores", "labels", "whitebox"})
+    white_box = frozenset({"gradients", "weights", "layers"})
 
     def __init__(
         self,
@@ -266,6 +266,8 @@ class TorchScriptTarget(TorchTarget):
     Raises:
         TargetError: the file is missing or not TorchScript.
     """
+
+    white_box = frozenset({"gradients", "weights"})
 
     def __init__(self, source: str | Path | torch.jit.ScriptModule, **kwargs: Any) -> None:
         if isinstance(source, str | Path):

@@ -519,8 +519,10 @@ def _python_recipe(spec: dict[str, Any], base_dir: Path) -> Recipe:
     fn, _ = load_callable(entry, base_dir, field="recipe.entry", error=ConfigError)
     try:
         recipe = fn(**spec)
-    except TypeError as e:
-        raise ConfigError(f"recipe: {entry}: {e}") from None
+    except InputError:
+        raise
+    except Exception as e:  # the user's code raised: their input, not our bug
+        raise ConfigError(f"recipe.entry: {entry} raised {type(e).__name__}: {e}") from None
     if not isinstance(recipe, Recipe):
         raise ConfigError(f"recipe.entry: {entry} returned a {type(recipe).__name__}, not a Recipe")
     return recipe

@@ -125,8 +125,13 @@ def test_registry_lists_baselines_and_rejects_unknown() -> None:
 
 @pytest.mark.parametrize("name", BASELINES)
 def test_parameter_constraints(name: str) -> None:
-    with pytest.raises(ConfigError, match="'fpr' parameter"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"audits.fpr: {name}'s 'fpr' must be a float in the range \(0, 1\); got 1.5",
+    ):
         create(name, {"fpr": 1.5})
+    with pytest.raises(ConfigError, match="'fpr' must be .*; got '0.05'"):
+        create(name, {"fpr": "0.05"})
     with pytest.raises(ConfigError, match="unknown parameter"):
         create(name, {"bogus": 1})
     audit_obj = create(name, {"fpr": 0.05})

@@ -4,12 +4,14 @@ baseline, with reference models trained through a real recipe."""
 from __future__ import annotations
 
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
 import torch
 from sklearn.datasets import load_digits
 
+from unmeasured import training
 from unmeasured.api import audit
 from unmeasured.audits.membership.reference import augment, balanced_masks, plan_masks
 from unmeasured.audits.registry import create
@@ -37,30 +39,44 @@ def overfit_target(digits_split):
 
 @pytest.fixture(scope="module")
 def overfit_run(digits_split, overfit_target, tmp_path_factory):
+    """The run, and the number of models each call of the ensemble trainer trained."""
     members, nonmembers, population = digits_split
-    return audit(
-        overfit_target,
-        members=members,
-        nonmembers=nonmembers,
-        population=population,
-        recipe=RECIPE,
-        cache_dir=tmp_path_factory.mktemp("cache"),
-        audits=[
-            "membership.loss",
-            ("membership.lira", {"mode": "online", "num_models": 16}),
-            ("membership.lira", {"mode": "offline", "num_models": 4}),
-            ("membership.rmia", {"num_models": 4}),
-            ("membership.shadow", {"num_models": 8}),
-            "membership.label_only",
-            ("membership.lira", {"mode": "online", "num_models": 16, "variance": "per_example"}),
-            ("membership.rmia", {"mode": "online", "num_models": 16}),
-        ],
-    )
+    trained: list[int] = []
+    real = training.train_ensemble
+
+    def counting(*args, **kwargs):
+        trained.append(len(args[3]))
+        return real(*args, **kwargs)
+
+    with mock.patch.object(training, "train_ensemble", counting):
+        run = audit(
+            overfit_target,
+            members=members,
+            nonmembers=nonmembers,
+            population=population,
+            recipe=RECIPE,
+            cache_dir=tmp_path_factory.mktemp("cache"),
+            audits=[
+                "membership.loss",
+                ("membership.lira", {"mode": "online", "num_models": 16}),
+                ("membership.lira", {"mode": "offline", "num_models": 4}),
+                ("membership.rmia", {"num_models": 4}),
+                ("membership.shadow", {"num_models": 8}),
+                "membership.label_only",
+                (
+                    "membership.lira",
+                    {"mode": "online", "num_models": 16, "variance": "per_example"},
+                ),
+                ("membership.rmia", {"mode": "online", "num_models": 16}),
+            ],
+        )
+    return run, trained
 
 
 def test_online_lira_beats_loss_at_low_fpr(overfit_run) -> None:
-    lira = overfit_run.audits[1]
-    loss = overfit_run["membership.loss"]
+    run, _ = overfit_run
+    lira = run.audits[1]
+    loss = run["membership.loss"]
     assert lira.status == "ok", lira.reason
     assert lira.metrics["tpr_at_fpr_0.01"].value > loss.metrics["tpr_at_fpr_0.01"].value
     assert lira.metrics["auc"].ci[0] > 0.5
@@ -68,16 +84,17 @@ def test_online_lira_beats_loss_at_low_fpr(overfit_run) -> None:
 
 @pytest.mark.parametrize("index", [2, 3, 4, 5, 6, 7])
 def test_reference_attacks_find_leakage(overfit_run, index: int) -> None:
-    result = overfit_run.audits[index]
+    result = overfit_run[0].audits[index]
     assert result.status == "ok", result.reason
     assert result.metrics["auc"].ci[0] > 0.5, result.name
 
 
 def test_reference_models_are_shared_between_attacks(overfit_run) -> None:
-    # the per-example LiRA reused the 16 online models: it took a fraction of the first's time
-    first, again = overfit_run.audits[1], overfit_run.audits[6]
-    assert again.params["variance"] == "per_example"
-    assert again.duration_s < first.duration_s
+    # three plans (online 16, offline 4, offline 8) for six reference-model attacks: LiRA
+    # online with both variances and RMIA online share one set, LiRA and RMIA offline another
+    run, trained = overfit_run
+    assert sorted(trained) == [4, 8, 16]
+    assert run.audits[6].id == "membership.lira[online,variance=per_example]"
 
 
 def test_query_augmentation_on_images(digits_split, tmp_path: Path) -> None:
@@ -97,7 +114,17 @@ def test_query_augmentation_on_images(digits_split, tmp_path: Path) -> None:
     )
     result = run.audits[0]
     assert result.status == "ok", result.reason
-    assert 0.0 <= result.metrics["auc"].value <= 1.0
+    plain = audit(
+        model,
+        members=as_images[0],
+        nonmembers=as_images[1],
+        population=as_images[2],
+        recipe=RECIPE,
+        cache_dir=tmp_path,
+        audits=[("membership.lira", {"mode": "online", "num_models": 4})],
+    ).audits[0]
+    # the six views were scored: the scores are not those of the single view
+    assert not np.allclose(result.arrays["scores"], plain.arrays["scores"])
 
 
 def test_augment_views() -> None:
@@ -136,7 +163,7 @@ def test_rmia_leaves_out_records_without_out_models() -> None:
 
 
 def test_rmia_chooses_a_without_ground_truth(overfit_run) -> None:
-    rmia = overfit_run["membership.rmia"]
+    rmia = overfit_run[0]["membership.rmia[offline]"]
     assert 0.0 <= rmia.details["a"] <= 1.0
 
 
@@ -165,17 +192,31 @@ def test_model_that_saw_nothing_does_not_leak(digits_split, tmp_path: Path) -> N
         assert lo <= 0.5 <= hi, (result.name, result.params, lo, hi)
 
 
-def test_skipped_without_recipe(digits_split, overfit_target) -> None:
+def test_unmet_requirements_of_named_audits_stop_before_any_work(
+    digits_split, overfit_target
+) -> None:
     members, nonmembers, _ = digits_split
-    run = audit(
-        overfit_target,
-        members=members,
-        nonmembers=nonmembers,
-        audits=["membership.lira", "membership.rmia"],
+    with pytest.raises(ConfigError) as e:
+        audit(
+            overfit_target,
+            members=members,
+            nonmembers=nonmembers,
+            audits=["membership.lira", "membership.rmia"],
+        )
+    assert str(e.value) == (
+        "cannot run the requested audits: audits[0] (membership.lira[online]) needs a training "
+        "recipe ([recipe] in the config) | audits[1] (membership.rmia[offline]) needs data "
+        "data.population; needs a training recipe ([recipe] in the config)"
     )
-    assert [a.status for a in run.audits] == ["skipped", "skipped"]
-    assert "recipe" in run.audits[0].reason
-    assert "population" in run.audits[1].reason
+
+
+def test_a_family_skips_what_cannot_run(digits_split, overfit_target) -> None:
+    members, nonmembers, _ = digits_split
+    run = audit(overfit_target, members=members, nonmembers=nonmembers, audits=["membership"])
+    status = {a.id: a.status for a in run.audits}
+    assert status["membership.loss"] == "ok"
+    assert status["membership.lira[online]"] == "skipped"
+    assert "recipe" in run["membership.lira"].reason
 
 
 def test_balanced_masks() -> None:

@@ -8,11 +8,16 @@ from typing import ClassVar
 
 import numpy as np
 
-from unmeasured.audits.base import BOOLEAN, Audit, AuditContext, Constraint, interval
-from unmeasured.results import AuditResult
+from unmeasured.audits.base import BOOLEAN, Audit, AuditContext, Constraint, Requirements, interval
+from unmeasured.results import AuditResult, Headline
 from unmeasured.stats import calibrate_threshold, membership_metrics, rates_at_threshold
+from unmeasured.stats.membership import DEFAULT_FPRS, tpr_key
 
 MIN_GROUP_SIZE = 20
+#: the data every membership attack scores: the audited records and their ground truth
+MEMBERSHIP_ROLES = frozenset({"members", "nonmembers"})
+#: the false-positive rate of the headline
+HEADLINE_FPR = 0.01
 
 
 class MembershipAttack(Audit):
@@ -28,7 +33,6 @@ class MembershipAttack(Audit):
             non-members are left out).
     """
 
-    requires = frozenset({"scores"})
     constraints: ClassVar[dict[str, Constraint]] = {"fpr": interval(0, 1), "per_class": BOOLEAN}
 
     def __init__(self, *, fpr: float = 0.01, per_class: bool = True) -> None:
@@ -36,13 +40,53 @@ class MembershipAttack(Audit):
         self.per_class = per_class
         self.validate()
 
+    def requirements(self) -> Requirements:
+        return Requirements(roles=MEMBERSHIP_ROLES)
+
+    def metric_names(self) -> tuple[str, ...]:
+        return (
+            "auc",
+            *(tpr_key(f) for f in DEFAULT_FPRS),
+            "advantage",
+            "epsilon_lower_bound",
+            "operating_tpr",
+            "false_alarm_rate",
+            "operating_precision",
+        )
+
+    def headline(self, result: AuditResult) -> Headline | None:
+        """TPR at 1% FPR against chance (1%), or the AUC when that rate is not estimable."""
+        auc = result.metrics.get("auc")
+        tpr = result.metrics.get(tpr_key(HEADLINE_FPR))
+        if auc is None or tpr is None:
+            return None
+        auc_above = auc.ci is not None and auc.ci[0] > 0.5
+        if tpr.value is not None and tpr.ci is not None:
+            above = tpr.ci[0] > HEADLINE_FPR
+            ratio = tpr.value / HEADLINE_FPR
+            sentence = (
+                f"At {HEADLINE_FPR:.0%} false positives the attack finds {tpr.value:.1%} of "
+                f"members [{tpr.ci[0]:.1%}, {tpr.ci[1]:.1%}], {ratio:.1f}x chance"
+            )
+            sentence += "." if above or auc_above else "; no evidence of leakage."
+            return Headline(tpr_key(HEADLINE_FPR), sentence, concern=above or auc_above)
+        if auc.value is None or auc.ci is None:
+            return Headline("auc", "Not estimable from this data.", concern=None)
+        verdict = "above chance (0.5)" if auc_above else "no evidence of leakage"
+        return Headline(
+            "auc",
+            f"AUC {auc.value:.3f} [{auc.ci[0]:.3f}, {auc.ci[1]:.3f}], {verdict}; TPR at "
+            f"{HEADLINE_FPR:.0%} FPR is not estimable ({tpr.reason}).",
+            concern=auc_above,
+        )
+
     @abstractmethod
     def attack_scores(self, ctx: AuditContext, which: str) -> np.ndarray:
         """Membership scores (higher = more likely member) for ``"audit"`` records (members then
         non-members) or ``"population"`` records."""
 
     def run(self, ctx: AuditContext) -> AuditResult:
-        records, is_member = ctx.split.audit_records()
+        records, is_member = ctx.data.audit_records()
         scores = np.asarray(self.attack_scores(ctx, "audit"), dtype=np.float64)
         metrics = membership_metrics(scores, is_member, confidence=ctx.confidence)
         details: dict[str, object] = {
@@ -51,7 +95,7 @@ class MembershipAttack(Audit):
         }
         population_scores = (
             np.asarray(self.attack_scores(ctx, "population"), dtype=np.float64)
-            if ctx.split.population is not None
+            if ctx.data.population is not None
             else np.zeros(0)
         )
         # an attack may score only part of the population (e.g. online LiRA: the records its
@@ -73,7 +117,7 @@ class MembershipAttack(Audit):
             details["operating_point"] = None
             details["operating_point_reason"] = (
                 "no population data: a threshold cannot be chosen without the ground truth"
-                if ctx.split.population is None
+                if ctx.data.population is None
                 else f"{self.name} with these settings scores no population record"
             )
         groups = self._per_class(scores, is_member, records.y, ctx) if self.per_class else {}
@@ -115,5 +159,5 @@ class PoolAttack(MembershipAttack):
 
     def attack_scores(self, ctx: AuditContext, which: str) -> np.ndarray:
         scores = ctx.shared(f"pool-scores/{self!r}", lambda: self.pool_scores(ctx))
-        n_audit = len(ctx.split.members) + len(ctx.split.nonmembers)
+        n_audit = len(ctx.data.require("members")) + len(ctx.data.require("nonmembers"))
         return scores[:n_audit] if which == "audit" else scores[n_audit:]

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from unmeasured.audits.base import AuditContext
-from unmeasured.audits.membership.attack import MembershipAttack
+from unmeasured.audits.base import AuditContext, Requirements
+from unmeasured.audits.membership.attack import MEMBERSHIP_ROLES, MembershipAttack
 from unmeasured.audits.registry import register
 
 
@@ -18,7 +18,9 @@ class LabelOnlyGapAttack(MembershipAttack):
 
     name = "membership.label_only"
     summary = "label-only gap attack: correct = member (Yeom et al. 2018)"
-    requires = frozenset({"labels"})
+
+    def requirements(self) -> Requirements:
+        return Requirements(capabilities=frozenset({"labels"}), roles=MEMBERSHIP_ROLES)
 
     def attack_scores(self, ctx: AuditContext, which: str) -> np.ndarray:
         records = ctx.records(which)
@@ -31,8 +33,8 @@ class LabelOnlyGapAttack(MembershipAttack):
         if which == "audit":
             return np.concatenate(
                 [
-                    ctx.target.predict_labels(ctx.split.members.x),
-                    ctx.target.predict_labels(ctx.split.nonmembers.x),
+                    ctx.target.predict_labels(ctx.data.require("members").x),
+                    ctx.target.predict_labels(ctx.data.require("nonmembers").x),
                 ]
             )
         return ctx.target.predict_labels(ctx.records(which).x)

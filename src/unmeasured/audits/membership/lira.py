@@ -15,8 +15,15 @@ from typing import ClassVar
 import numpy as np
 from scipy.stats import norm
 
-from unmeasured.audits.base import BOOLEAN, AuditContext, Constraint, interval, options
-from unmeasured.audits.membership.attack import PoolAttack
+from unmeasured.audits.base import (
+    BOOLEAN,
+    AuditContext,
+    Constraint,
+    Requirements,
+    interval,
+    options,
+)
+from unmeasured.audits.membership.attack import MEMBERSHIP_ROLES, PoolAttack
 from unmeasured.audits.membership.reference import (
     pool,
     reference_outputs,
@@ -71,8 +78,8 @@ class LiRA(PoolAttack):
     """
 
     name = "membership.lira"
+    variant_params = ("mode",)
     summary = "likelihood-ratio attack with reference models (Carlini et al. 2022)"
-    requires = frozenset({"scores", "recipe"})
     constraints: ClassVar[dict[str, Constraint]] = {
         "mode": options("online", "offline"),
         "num_models": interval(1, 100_000, closed="left", kind=int),
@@ -101,15 +108,17 @@ class LiRA(PoolAttack):
         self.validate()
         if mode == "online" and num_models < 2:
             raise ConfigError(
-                f"The 'num_models' parameter of {self.name} must be at least 2 in online mode "
-                f"(each record needs IN and OUT models). Got {num_models} instead."
+                f"num_models: {self.name}'s 'num_models' must be at least 2 in online mode "
+                f"(each record needs IN and OUT models); got {num_models}"
             )
 
-    def check(self, ctx: AuditContext) -> list[str]:
-        problems = super().check(ctx)
-        if self.mode == "offline" and ctx.split.population is None:
-            problems.append("offline mode needs population data (data.population)")
-        return problems
+    def requirements(self) -> Requirements:
+        offline = {"population"} if self.mode == "offline" else set()
+        return Requirements(
+            roles=MEMBERSHIP_ROLES | offline,
+            recipe=True,
+            image_inputs=self.augmentation != "none",
+        )
 
     def pool_scores(self, ctx: AuditContext) -> np.ndarray:
         refs = reference_outputs(

@@ -110,8 +110,8 @@ def augment(x: np.ndarray, augmentation: str) -> np.ndarray:
 
 def pool(ctx: AuditContext) -> tuple[np.ndarray, np.ndarray, int]:
     """The pool's inputs and labels (audited records, then population) and the audited count."""
-    audit_records, _ = ctx.split.audit_records()
-    population = ctx.split.population
+    audit_records, _ = ctx.data.audit_records()
+    population = ctx.data.population
     if population is None:
         return audit_records.x, audit_records.y, len(audit_records)
     return (
@@ -140,7 +140,9 @@ def _train_references(
     x, y, n_audit = pool(ctx)
     n_population = len(x) - n_audit
     rng = ctx.rng(f"reference-plan/{mode}/{num_models}")
-    masks = plan_masks(mode, num_models, n_audit, n_population, len(ctx.split.members), rng)
+    masks = plan_masks(
+        mode, num_models, n_audit, n_population, len(ctx.data.require("members")), rng
+    )
     seeds = [int(s) for s in rng.integers(0, 2**31 - 1, size=num_models)]
     queries = augment(x, augmentation)
     n, q = queries.shape[:2]

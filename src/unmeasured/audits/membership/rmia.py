@@ -15,8 +15,15 @@ from typing import ClassVar
 
 import numpy as np
 
-from unmeasured.audits.base import BOOLEAN, AuditContext, Constraint, interval, options
-from unmeasured.audits.membership.attack import PoolAttack
+from unmeasured.audits.base import (
+    BOOLEAN,
+    AuditContext,
+    Constraint,
+    Requirements,
+    interval,
+    options,
+)
+from unmeasured.audits.membership.attack import MEMBERSHIP_ROLES, PoolAttack
 from unmeasured.audits.membership.reference import (
     ReferenceOutputs,
     pool,
@@ -71,7 +78,11 @@ class RMIA(PoolAttack):
 
     name = "membership.rmia"
     summary = "robust membership inference (Zarifzadeh et al. 2024)"
-    requires = frozenset({"scores", "recipe", "population"})
+    variant_params = ("mode",)
+
+    def requirements(self) -> Requirements:
+        return Requirements(roles=MEMBERSHIP_ROLES | {"population"}, recipe=True)
+
     constraints: ClassVar[dict[str, Constraint]] = {
         "mode": options("online", "offline"),
         "num_models": interval(1, 100_000, closed="left", kind=int),

@@ -15,8 +15,8 @@ from typing import ClassVar
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from unmeasured.audits.base import BOOLEAN, AuditContext, Constraint, interval
-from unmeasured.audits.membership.attack import MembershipAttack
+from unmeasured.audits.base import BOOLEAN, AuditContext, Constraint, Requirements, interval
+from unmeasured.audits.membership.attack import MEMBERSHIP_ROLES, MembershipAttack
 from unmeasured.audits.membership.reference import pool, reference_outputs
 from unmeasured.audits.membership.scores import negative_entropy, true_class_log_prob
 from unmeasured.audits.registry import register
@@ -42,7 +42,10 @@ class ShadowModelAttack(MembershipAttack):
 
     name = "membership.shadow"
     summary = "shadow models + attack classifier (Shokri et al. 2017)"
-    requires = frozenset({"scores", "recipe", "population"})
+
+    def requirements(self) -> Requirements:
+        return Requirements(roles=MEMBERSHIP_ROLES | {"population"}, recipe=True)
+
     constraints: ClassVar[dict[str, Constraint]] = {
         "num_models": interval(1, 100_000, closed="left", kind=int),
         "fpr": interval(0, 1),

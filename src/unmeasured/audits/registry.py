@@ -13,7 +13,7 @@ from unmeasured.audits.base import Audit
 from unmeasured.errors import ConfigError, one_of
 
 #: the built-in audit families, each a package ``unmeasured.audits.<family>``
-FAMILIES = ("membership", "robustness")
+FAMILIES = ("membership", "robustness", "memorization")
 
 REGISTRY: dict[str, type[Audit]] = {}
 

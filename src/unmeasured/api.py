@@ -25,7 +25,7 @@ import numpy as np
 from unmeasured.audits.base import Audit, AuditContext
 from unmeasured.audits.registry import create, family_members
 from unmeasured.config import DEFAULT_AUDITS, AuditEntry, LoadedConfig
-from unmeasured.data import ROLES, Records, build_datasets, load_records
+from unmeasured.data import ROLES, Records, build_datasets, check_labels, load_records
 from unmeasured.errors import ConfigError, DataError, InputError
 from unmeasured.gates import check_rules, evaluate
 from unmeasured.progress import Progress
@@ -128,8 +128,8 @@ def audit(
     }
     if not given:
         raise DataError(f"data: no records given; pass at least one of {', '.join(ROLES)}")
-    resolve_num_classes(target, next(iter(given.values())).x)
-    data = build_datasets(given, num_classes=target.num_classes)
+    data = build_datasets(given)
+    check_labels(data, resolve_num_classes(target, data.items()[0][1].x))
     ctx = AuditContext(
         target=target,
         data=data,
@@ -211,8 +211,8 @@ def audit_config(
         files[role] = path
     if not given:
         raise ConfigError(f"data: no data file given; set at least one of {', '.join(ROLES)}")
-    resolve_num_classes(target, next(iter(given.values())).x)
-    data = build_datasets(given, num_classes=target.num_classes)
+    data = build_datasets(given)
+    check_labels(data, resolve_num_classes(target, data.items()[0][1].x))
     recipe = None
     if cfg.recipe is not None:
         from unmeasured.training import load_recipe

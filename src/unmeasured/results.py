@@ -35,21 +35,32 @@ class Headline:
         sentence: plain words, e.g. "At 1% false positives the attack finds 6.5% of members."
         concern: True when the audit found what it looks for (leakage, a successful attack),
             False when it found no evidence of it, None when the data cannot tell.
+        severity: how bad the finding is on a scale shared within the family (larger is
+            worse), so that a family's verdict can name its worst audit.
     """
 
     metric: str
     sentence: str
     concern: bool | None = None
+    severity: float | None = None
 
     def __post_init__(self) -> None:
         self.concern = None if self.concern is None else bool(self.concern)
+        self.severity = None if self.severity is None else float(self.severity)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"metric": self.metric, "sentence": self.sentence, "concern": self.concern}
+        return {
+            "metric": self.metric,
+            "sentence": self.sentence,
+            "concern": self.concern,
+            "severity": self.severity,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> Headline | None:
-        return None if d is None else cls(d["metric"], d["sentence"], d.get("concern"))
+        if d is None:
+            return None
+        return cls(d["metric"], d["sentence"], d.get("concern"), d.get("severity"))
 
 
 @dataclass

@@ -20,6 +20,10 @@ from ..conftest import require_system_path
 
 TIMEOUT_S = 60
 WINDOW = (1280, 2000)
+#: a laptop's first screenful
+FOLD = (1280, 800)
+CONCERN_BACKGROUND = "#fdedec"  # a verdict line that found something
+CARD_BACKGROUND = "#eef3fb"  # the target card
 
 
 def _chromium() -> Path:
@@ -61,7 +65,7 @@ def test_report_renders_in_headless_chromium(run: RunResult, tmp_path: Path) -> 
     assert summary.group(1).count("<tr") == 1 + len(run.audits)
     for audit in run.audits:
         assert audit.name in summary.group(1)
-    assert dom.count("<svg") == 5
+    assert dom.count("<svg") == 6
 
     png = tmp_path / "report.png"
     _browse(
@@ -79,3 +83,22 @@ def test_report_renders_in_headless_chromium(run: RunResult, tmp_path: Path) -> 
     # the combined ROC is drawn: its first curve's colour covers some pixels
     first_curve = np.abs(pixels - _hex_rgb(CURVE_COLORS[0])).max(axis=2) < 0.08
     assert first_curve.sum() > 200
+
+
+@pytest.mark.browser
+def test_verdict_lines_and_target_card_are_above_the_fold(run: RunResult, tmp_path: Path) -> None:
+    browser = _chromium()
+    url = write_report(run, tmp_path / "run").resolve().as_uri()
+    png = tmp_path / "fold.png"
+    _browse(
+        browser,
+        tmp_path / "profile",
+        f"--screenshot={png}",
+        "--window-size={},{}".format(*FOLD),
+        url,
+    )
+    pixels = matplotlib.image.imread(png)[..., :3]
+    assert pixels.shape[:2] == (FOLD[1], FOLD[0])
+    for color, what in ((CONCERN_BACKGROUND, "verdict lines"), (CARD_BACKGROUND, "target card")):
+        area = (np.abs(pixels - _hex_rgb(color)).max(axis=2) < 0.01).sum()
+        assert area > 20_000, f"the {what} are not in the first {FOLD[1]} pixels ({area} px)"

@@ -98,20 +98,42 @@ def test_html_is_self_contained(run: RunResult) -> None:
 def test_summary_has_one_row_per_audit(run: RunResult) -> None:
     rows = parse(render_html(run)).rows["summary"]
     header, body = rows[0], rows[1:]
-    assert header[:2] == ["audit", "status"] and header[-1] == "verdict"
-    assert [r[0].split(" (")[0] for r in body] == [a.name for a in run.audits]
-    by_name = {r[0].split(" (")[0]: r for r in body}
-    assert by_name["membership.lira"][-1] == "fail"
-    assert by_name["membership.loss"][-1] == "pass"
-    assert by_name["membership.lira"][2].startswith(
-        f"{run['membership.lira'].metrics['auc'].value:.3f} ["
+    assert header == ["audit", "status", "headline metric", "value", "gate"]
+    assert [r[0] for r in body] == [a.id for a in run.audits]
+    by_id = {r[0]: r for r in body}
+    assert by_id["membership.lira[online]"][-1] == "fail"
+    assert by_id["membership.loss"][-1] == "pass"
+    # 400 non-members cannot reach 1% FPR with 5 expected false positives: the AUC leads
+    lira = run["membership.lira[online]"]
+    assert by_id["membership.lira[online]"][2:4] == [
+        "auc",
+        f"{lira.metrics['auc'].value:.3f} [{lira.metrics['auc'].ci[0]:.3f}, {lira.metrics['auc'].ci[1]:.3f}]",
+    ]
+    assert "needs population data" in by_id["membership.rmia[offline]"]
+    assert "RuntimeError: out of memory" in by_id["membership.shadow"]
+    assert by_id["robustness.pgd[linf]"][2:4] == ["robust_accuracy_at_0.03", "0.400 [0.300, 0.500]"]
+
+
+def test_verdict_lines_target_card_and_problems_lead_the_page(run: RunResult) -> None:
+    html = render_html(run)
+    order = [
+        html.index(f'id="{i}"')
+        for i in ("outcome", "verdicts", "target-card", "problems", "summary")
+    ]
+    assert order == sorted(order)
+    verdicts = html[html.index('id="verdicts"') : html.index('id="target-card"')]
+    assert "Membership inference: leakage found." in verdicts
+    assert "Robustness: attacks succeed." in verdicts and "from 90.0% to 40.0%" in verdicts
+    card = parse(html).rows
+    assert "1,234" in html and "[0, 1] (from the data)" in html
+    assert (
+        "nonmembers held out 400 0.810 [0.770, 0.850]"
+        in " ".join(
+            " ".join(r) for r in parse(html[html.index('id="target-card"') :]).rows.get("", [])
+        )
+        or "0.810" in html[html.index('id="target-card"') : html.index('id="problems"')]
     )
-    assert by_name["membership.lira"][3] == "not estimable"  # 400 non-members cannot reach 0.1%
-    assert by_name["membership.lira"][5].startswith("≥ ")  # the epsilon bound is one-sided
-    assert "needs population data" in by_name["membership.rmia"]
-    assert "RuntimeError: out of memory" in by_name["membership.shadow"]
-    # another family's metrics are listed rather than left blank
-    assert "robust_accuracy 0.400 [0.300, 0.500]" in by_name["robustness.pgd"][2]
+    assert card is not None
 
 
 def test_not_estimable_gives_its_reason(run: RunResult) -> None:
@@ -124,8 +146,9 @@ def test_not_estimable_gives_its_reason(run: RunResult) -> None:
 def test_figures_are_inline_svg(run: RunResult) -> None:
     html = render_html(run)
     n_membership = sum(a.status == "ok" and "scores" in a.arrays for a in run.audits)
-    # one combined ROC, then per membership audit a histogram and a per-class AUC plot
-    assert html.count("<svg") == 1 + 2 * n_membership
+    # one combined ROC, per membership audit a histogram and a per-class AUC plot, and the
+    # robust-accuracy curve of the robustness section
+    assert html.count("<svg") == 1 + 2 * n_membership + 1
     assert html.count("</svg>") == html.count("<svg")
     assert "<?xml" not in html and "<!DOCTYPE svg" not in html
     assert "<style" not in html.split("</head>", 1)[1]  # matplotlib's stylesheet is removed
@@ -133,22 +156,23 @@ def test_figures_are_inline_svg(run: RunResult) -> None:
 
 def test_sections_show_what_a_reviewer_needs(run: RunResult) -> None:
     html = render_html(run)
-    assert "FAIL" in html and "1 of 2 gates breached" in html
+    assert "<strong>FAILED</strong>" in html and "1 of 2 gate checks breached" in html
     assert "exact duplicates" in html
     assert "Most exposed records" in html and "How to read this" in html
     assert "ab" * 32 in html and "inputs.members.sha256" in html  # provenance, flattened
     assert "2 min 5 s" in html  # the run's duration, from provenance
-    # with 400 non-members TPR at 1% FPR is not estimable, so the strongest attack is by AUC
-    assert "Strongest attack by AUC: membership.lira (online, 16); AUC" in html
-    assert "flags 1% of the population (1000 records known not to be members)" in html
+    assert "flags 10 of the 1000 population records (1%), known non-members" in html
     rows = parse(html).rows
     assert len([r for r in rows["provenance"] if r]) == 9
+    # the long per-record and per-group tables start collapsed
+    assert '<details class="records">' in html and '<details class="groups">' in html
 
 
 def test_most_exposed_records_are_the_top_scoring_members(run: RunResult) -> None:
-    audit = run["membership.lira"]
+    audit = run["membership.lira[online]"]
     html = render_html(run)
-    section = html[html.index('id="audit-1"') : html.index('id="audit-2"')]
+    section = html[html.index('id="audit-membership.lira-online-"') :]
+    section = section[: section.index('<details class="audit"', 10)]
     table = section[section.index("Most exposed records") :]
     numbers = re.findall(r'<tr><td class="num">(\d+)</td><td class="num">(\d+)</td>', table)
     scores, is_member = audit.arrays["scores"], audit.arrays["is_member"]
@@ -165,18 +189,42 @@ def test_groups_table_lists_every_group(run: RunResult) -> None:
 
 
 @pytest.mark.parametrize(
-    ("verdicts", "banner"),
+    ("verdicts", "drop_failed", "banner"),
     [
-        ([], "5 audits run"),
-        ([Verdict("membership.*.auc>0.9", "membership.lira.auc", 0.76, False)], "PASS"),
-        ([Verdict("membership.*.auc>0.5", "membership.lira.auc", None, True)], "FAIL"),
+        ([], False, "INCOMPLETE"),  # an audit failed: never a green badge
+        ([], True, "COMPLETE"),
+        (
+            [Verdict("membership.*.auc>0.9", "membership.lira[online].auc", 0.76, False)],
+            True,
+            "PASS",
+        ),
+        (
+            [Verdict("membership.*.auc>0.5", "membership.lira[online].auc", None, True)],
+            True,
+            "FAILED",
+        ),
     ],
 )
-def test_banner(run: RunResult, verdicts: list[Verdict], banner: str) -> None:
+def test_banner(run: RunResult, verdicts: list[Verdict], drop_failed: bool, banner: str) -> None:
     run.verdicts = verdicts
+    if drop_failed:
+        run.audits = [a for a in run.audits if a.status != "failed"]
     html = render_html(run)
     header = html[html.index('<header class="top">') : html.index("</header>")]
     assert f"<strong>{banner}</strong>" in header
+
+
+def test_an_epsilon_bound_of_zero_reads_no_evidence() -> None:
+    audit = membership_audit("membership.loss", 0.0, 0)
+    audit.metrics["epsilon_lower_bound"] = Estimate(0.0, None, 800)
+    html = render_html(RunResult([audit]))
+    row = (
+        next(r for r in parse(html).rows.get("", []) if r and "epsilon_lower_bound" in r[0])
+        if "" in parse(html).rows
+        else None
+    )
+    assert "no evidence" in html and "≥ 0.000" not in html
+    assert row is None or "no evidence" in " ".join(row)
 
 
 def test_user_text_is_escaped() -> None:
@@ -225,4 +273,4 @@ def test_an_attack_run_twice_keeps_both_curves() -> None:
         [membership_audit("membership.loss", 1.0, 0), membership_audit("membership.loss", 0.2, 1)]
     )
     html = render_html(run)
-    assert "loss (AUC" in html and "loss #2 (AUC" in html
+    assert "membership.loss (AUC" in html and "membership.loss #2 (AUC" in html

@@ -5,6 +5,7 @@ from unmeasured.data.loaders import load_csv, load_idx, load_npz, load_records, 
 from unmeasured.data.records import COLUMN_ROLES, ROLES, TRAIN_ROLES, Datasets, Records
 from unmeasured.data.validate import (
     build_datasets,
+    check_labels,
     random_split,
     shared_duplicates,
     validate_records,
@@ -19,6 +20,7 @@ __all__ = [
     "Datasets",
     "Records",
     "build_datasets",
+    "check_labels",
     "load_builtin",
     "load_csv",
     "load_idx",

@@ -181,6 +181,20 @@ def build_datasets(
     return Datasets(**checked, warnings=tuple(found))
 
 
+def check_labels(data: Datasets, num_classes: int) -> None:
+    """Check that every role's labels are classes of a model with ``num_classes`` outputs.
+
+    Raises:
+        DataError: naming the role and the label out of range.
+    """
+    for role, records in data.items():
+        if len(records) and int(records.y.max()) >= num_classes:
+            raise DataError(
+                f"data.{role}: label {int(records.y.max())} is out of range for a model with "
+                f"{num_classes} classes (labels must be 0..{num_classes - 1})"
+            )
+
+
 def random_split(
     records: Records,
     *,

@@ -1,5 +1,6 @@
 """Figures as inline SVG text: the log-log ROC of every membership attack, member vs non-member
-score histograms, and per-group AUC with intervals.
+score histograms, per-group AUC with intervals, and metric curves (a metric against a parameter
+such as epsilon, with intervals) for any family.
 
 Each function draws on its own figure (matplotlib's Agg backend, no pyplot state left behind)
 and returns the ``<svg>`` element alone: no XML prolog, no metadata, no external references,
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib
@@ -43,6 +44,10 @@ CURVE_COLORS = (
     "#7f7f7f",
     "#bcbd22",
 )
+
+#: dash patterns of successive ROC curves, so that curves that nearly coincide (the baselines)
+#: stay distinguishable where colours alone would not
+CURVE_DASHES: tuple[Any, ...] = ("-", (0, (6, 2)), (0, (1.5, 1.5)), (0, (6, 2, 1.5, 2)))
 
 # keys are rcParams names (typed Any: matplotlib's stubs want literal keys)
 _STYLE: dict[Any, Any] = {
@@ -123,6 +128,7 @@ def roc_loglog_svg(curves: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> str:
         fig = Figure(figsize=(5.0, 5.4))
         ax = fig.add_subplot()
         floor = 1.0
+        drawn = 0
         for name, (scores, is_member) in curves.items():
             s, m = _finite(scores, is_member)
             n0, n1 = int((m == 0).sum()), int((m == 1).sum())
@@ -130,7 +136,15 @@ def roc_loglog_svg(curves: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> str:
                 continue
             fpr, tpr, _ = roc_curve(m, s)
             floor = min(floor, 1.0 / n0, 1.0 / n1)
-            ax.plot(fpr, tpr, lw=1.5, label=f"{name} (AUC {roc_auc_score(m, s):.3f})")
+            ax.plot(
+                fpr,
+                tpr,
+                lw=1.6,
+                color=CURVE_COLORS[drawn % len(CURVE_COLORS)],
+                ls=CURVE_DASHES[drawn % len(CURVE_DASHES)],
+                label=f"{name} (AUC {roc_auc_score(m, s):.3f})",
+            )
+            drawn += 1
         chance = np.array([floor, 1.0])
         ax.plot(chance, chance, ls="--", color=CHANCE_COLOR, lw=1, label="chance")
         for f in LOW_FPRS:
@@ -157,7 +171,12 @@ def roc_loglog_svg(curves: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> str:
         ax.set_xlabel("false-positive rate: non-members flagged")
         ax.set_ylabel("true-positive rate: members caught")
         ax.legend(
-            loc="upper left", bbox_to_anchor=(0.0, -0.13), fontsize=7.5, frameon=False, ncol=2
+            loc="upper left",
+            bbox_to_anchor=(0.0, -0.13),
+            fontsize=8,
+            frameon=False,
+            ncol=1,
+            handlelength=3.2,
         )
         return _svg(fig, "ROC curves of the membership attacks on log-log axes")
 
@@ -267,3 +286,48 @@ def group_auc_svg(groups: Mapping[str, Mapping[str, Estimate]]) -> str:
         ax.set_xlabel(keys.pop() if short else "group")
         ax.set_ylabel("AUC")
         return _svg(fig, "AUC per group with confidence intervals")
+
+
+def metric_curves_svg(
+    curves: Mapping[str, Sequence[tuple[float, Estimate]]], *, xlabel: str, ylabel: str
+) -> str:
+    """One line per audit of a metric against a parameter (e.g. robust accuracy against
+    epsilon), each point with its confidence interval as a band.
+
+    Args:
+        curves: legend name → ``(x, estimate)`` points; estimates that are not estimable are
+            left out.
+        xlabel, ylabel: axis labels.
+
+    Returns:
+        The ``<svg>`` element as text.
+    """
+    with matplotlib.rc_context(_STYLE):
+        fig = Figure(figsize=(5.6, 3.6))
+        ax = fig.add_subplot()
+        for i, (name, points) in enumerate(curves.items()):
+            kept = [(x, e) for x, e in points if e.value is not None]
+            if not kept:
+                continue
+            xs = np.array([x for x, _ in kept], dtype=np.float64)
+            ys = np.array([e.value for _, e in kept], dtype=np.float64)
+            color = CURVE_COLORS[i % len(CURVE_COLORS)]
+            ax.plot(
+                xs,
+                ys,
+                marker="o",
+                ms=3.5,
+                lw=1.6,
+                color=color,
+                label=name,
+                ls=CURVE_DASHES[i % len(CURVE_DASHES)],
+            )
+            lows = [e.ci[0] if e.ci else e.value for _, e in kept]
+            highs = [e.ci[1] if e.ci else e.value for _, e in kept]
+            ax.fill_between(xs, lows, highs, color=color, alpha=0.15, lw=0)
+        ax.set_ylim(-0.02, 1.02)
+        ax.yaxis.set_major_formatter(FuncFormatter(_percent))
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=8, frameon=False, loc="best")
+        return _svg(fig, f"{ylabel} against {xlabel}")

@@ -69,7 +69,9 @@ class MembershipAttack(Audit):
                 f"members [{tpr.ci[0]:.1%}, {tpr.ci[1]:.1%}], {ratio:.1f}x chance"
             )
             sentence += "." if above or auc_above else "; no evidence of leakage."
-            return Headline(tpr_key(HEADLINE_FPR), sentence, concern=above or auc_above)
+            return Headline(
+                tpr_key(HEADLINE_FPR), sentence, concern=above or auc_above, severity=tpr.value
+            )
         if auc.value is None or auc.ci is None:
             return Headline("auc", "Not estimable from this data.", concern=None)
         verdict = "above chance (0.5)" if auc_above else "no evidence of leakage"
@@ -78,6 +80,7 @@ class MembershipAttack(Audit):
             f"AUC {auc.value:.3f} [{auc.ci[0]:.3f}, {auc.ci[1]:.3f}], {verdict}; TPR at "
             f"{HEADLINE_FPR:.0%} FPR is not estimable ({tpr.reason}).",
             concern=auc_above,
+            severity=HEADLINE_FPR * (auc.value - 0.5) / 0.5,
         )
 
     @abstractmethod

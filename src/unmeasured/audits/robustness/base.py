@@ -126,6 +126,7 @@ class RobustnessAudit(Audit):
             f"At {norm} ε = {eps:g}, {verb} accuracy from {clean.value:.1%} to "
             f"{at.value:.1%} [{at.ci[0]:.1%}, {at.ci[1]:.1%}].",
             concern=drop if self.accuracy_kind == "robust" else None,
+            severity=(clean.value or 0.0) - at.value,
         )
 
     def _tensors(self, ctx: AuditContext, x: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:

@@ -277,3 +277,23 @@ def test_print_run_is_one_line(project, tmp_path: Path) -> None:
     run = audit_config(load_config(project()), out=tmp_path / "r")
     assert repr(run) == "<RunResult complete: 1 audits (1 ok)>"
     assert repr(run.audits[0]).startswith("<AuditResult membership.loss: ok 'At 1% false positives")
+
+
+def test_an_80_column_terminal_keeps_audit_ids_whole(project, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # rich draws its table as on a terminal
+    monkeypatch.setenv("COLUMNS", "80")
+    config = project(
+        config=CONFIG
+        + RECIPE
+        + '[[audits]]\nname = "membership.lira"\nmode = "offline"\nnum_models = 1\n'
+        + '[[audits]]\nname = "membership.lira"\nmode = "offline"\nnum_models = 1\nvariance = "per_example"\n'
+    )
+    code, out, err = _audit(capsys, config)
+    assert code == 0, err
+    assert "┃" in out  # the rich table, not the plain-text one
+    assert max(len(line) for line in out.splitlines() if "│" in line) <= 80
+    for audit_id in (
+        "membership.lira[offline,variance=auto]",
+        "membership.lira[offline,variance=per_example]",
+    ):
+        assert audit_id in out

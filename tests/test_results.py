@@ -7,7 +7,7 @@ import pytest
 
 from unmeasured.errors import DataError
 from unmeasured.provenance import collect
-from unmeasured.results import AuditResult, RunResult, load_schema
+from unmeasured.results import AuditResult, Headline, RunResult, TargetCard, load_schema
 from unmeasured.stats import Estimate
 
 
@@ -27,9 +27,25 @@ def _run(tmp_path: Path) -> RunResult:
                 params={"fpr": 0.01},
                 details={"threshold": np.float64(1.5), "nan": float("nan")},
             ),
-            AuditResult("membership.lira", status="skipped", reason="needs a recipe"),
+            AuditResult(
+                "membership.lira",
+                id="membership.lira[online]",
+                arrays={"scores": np.ones(3, dtype=np.float32)},
+                headline=Headline("auc", "AUC 0.7.", concern=True, severity=0.2),
+            ),
+            AuditResult("membership.rmia", status="skipped", reason="needs a recipe"),
         ],
         provenance=collect(seed=3, files={"data": f}),
+        target=TargetCard(
+            "torch Linear",
+            3,
+            parameters=12,
+            input_shape=(3,),
+            input_bounds=(0.0, 1.0),
+            bounds_source="data",
+            accuracy={"test": Estimate(0.9, (0.8, 0.95), 50)},
+            files={"/m.pt": "ab" * 32},
+        ),
     )
 
 
@@ -44,6 +60,28 @@ def test_round_trip_and_schema(tmp_path: Path) -> None:
     loaded = RunResult.load(tmp_path / "r")
     assert loaded.to_dict() == run.to_dict() | {"provenance": doc["provenance"]}
     np.testing.assert_array_equal(loaded["membership.loss"].arrays["scores"], np.arange(4))
+    np.testing.assert_array_equal(loaded["membership.lira[online]"].arrays["scores"], np.ones(3))
+    assert loaded.target == run.target and loaded.outcome == "complete"
+
+
+def test_version_1_runs_are_still_read(tmp_path: Path) -> None:
+    doc = _run(tmp_path).to_dict()
+    for key in ("outcome", "target"):
+        doc.pop(key)
+    doc["schema_version"] = 1
+    for a in doc["audits"]:
+        a.pop("id")
+        a.pop("headline")
+    (tmp_path / "results.json").write_text(json.dumps(doc))
+    np.savez(tmp_path / "arrays.npz", **{"membership.loss/scores": np.arange(4)})
+    loaded = RunResult.load(tmp_path)
+    assert [a.id for a in loaded.audits] == [
+        "membership.loss",
+        "membership.lira",
+        "membership.rmia",
+    ]
+    np.testing.assert_array_equal(loaded["membership.loss"].arrays["scores"], np.arange(4))
+    assert loaded.target is None
 
 
 def test_schema_rejects_a_not_estimable_value_without_reason(tmp_path: Path) -> None:

@@ -14,10 +14,12 @@ from unittest import mock
 
 import numpy as np
 import pytest
+import torch
 
 from unmeasured import training
 from unmeasured.audits.base import Audit, AuditContext
 from unmeasured.audits.registry import REGISTRY, register
+from unmeasured.audits.robustness import EvasionAttack
 from unmeasured.cli import main
 
 from .conftest import CONFIG
@@ -297,3 +299,44 @@ def test_an_80_column_terminal_keeps_audit_ids_whole(project, capsys, monkeypatc
         "membership.lira[offline,variance=per_example]",
     ):
         assert audit_id in out
+
+
+class _SignNoise(EvasionAttack):
+    """A robustness-style audit for the tests: random corners of the L∞ ball."""
+
+    name = "robustness.test_sign_noise"
+
+    def perturb(self, model, x, y, *, eps, bounds, generator):  # type: ignore[no-untyped-def]
+        noise = torch.randint(0, 2, x.shape, generator=generator).to(x) * 2 - 1
+        return x + eps * noise
+
+
+@pytest.fixture()
+def sign_noise_audit():
+    register(_SignNoise)
+    yield
+    REGISTRY.pop(_SignNoise.name, None)
+
+
+def test_a_test_set_alone_feeds_robustness_but_not_membership(
+    project, capsys, sign_noise_audit
+) -> None:
+    data_only_test = CONFIG.replace(
+        'members = "members.npz"\nnonmembers = "nonmembers.npz"\npopulation = "population.npz"',
+        'test = "nonmembers.npz"',
+    )
+    robustness = data_only_test.replace(
+        'name = "membership.loss"', 'name = "robustness.test_sign_noise"\nepsilons = [0.0, 0.5]'
+    )
+    code, out, err = _audit(capsys, project(config=robustness))
+    assert code == 0, err
+    assert "robustness.test_sign_noise[linf]" in out
+    membership = data_only_test + RECIPE + '[[audits]]\nname = "membership.lira"\nnum_models = 2\n'
+    with _no_training():
+        code, _, err = _audit(capsys, project(config=membership))
+    _one_line_error(
+        code,
+        err,
+        "audits[0] (membership.loss) needs data data.members, data.nonmembers | audits[1] "
+        "(membership.lira[online]) needs data data.members, data.nonmembers",
+    )

@@ -85,7 +85,9 @@ def _check_inputs(
         low, high = float(bounds[0]), float(bounds[1])
         if not low < high:
             raise ConfigError(f"bounds: low must be below high; got {bounds}")
-        if len(x) and (x.min() < low or x.max() > high):
+        # float rounding in a user's preprocessing may overshoot the box by a hair
+        slack = 1e-6 * (high - low)
+        if len(x) and (x.min() < low - slack or x.max() > high + slack):
             raise DataError(
                 f"x: values lie outside bounds {bounds}; attacks need clean inputs "
                 f"inside the input box"

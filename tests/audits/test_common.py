@@ -23,7 +23,7 @@ from unmeasured.training import MLPRecipe
 
 RECIPE = MLPRecipe(hidden=(16,), epochs=3, batch_size=32)
 #: parameters that keep every audit cheap on the fixture
-CHEAP = {"num_models": 2, "max_records": 40, "epochs": 1}
+CHEAP = {"num_models": 2, "max_records": 20, "epochs": 1, "steps": 5, "queries": 50}
 NAMES = sorted(available())
 
 
@@ -61,8 +61,8 @@ def _run(tiny: dict, name: str, cache: Path):  # type: ignore[no-untyped-def]
 
 
 def test_every_family_is_registered() -> None:
-    assert {n.split(".", 1)[0] for n in NAMES} >= {"membership"}
-    assert len(NAMES) >= 8
+    assert {n.split(".", 1)[0] for n in NAMES} >= {"membership", "robustness"}
+    assert len(NAMES) >= 13
 
 
 @pytest.mark.parametrize("name", NAMES)

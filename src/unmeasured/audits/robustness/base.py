@@ -11,7 +11,7 @@ it, so a buggy method can make a result weaker, never wrong in the attacker's fa
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -19,13 +19,13 @@ import numpy as np
 import torch
 
 from unmeasured.audits.base import Audit, AuditContext, Constraint, Requirements, interval, options
+from unmeasured.audits.robustness.attacks import Model
 from unmeasured.audits.robustness.norms import NORMS, clip_to_box, inside, project_to_ball
 from unmeasured.results import AuditResult, Headline
 from unmeasured.stats.estimate import Estimate
 from unmeasured.stats.intervals import clopper_pearson
 from unmeasured.targets.base import Target
 
-Model = Callable[[torch.Tensor], torch.Tensor]
 CertificateStatus = Literal["robust", "not_robust", "unknown", "timeout"]
 #: codes of certificate statuses in ``arrays.npz``
 STATUS_CODES: dict[str, int] = {"robust": 1, "not_robust": 0, "unknown": -1, "timeout": -2}

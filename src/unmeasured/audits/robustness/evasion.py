@@ -1,0 +1,246 @@
+"""Evasion-attack audits: each is the `EvasionAttack` base plus one call of a method from
+`attacks.py`. The base owns the epsilons, the norm, the records, the projection into the ball
+and the box, the re-check of every adversarial example on the target, and the robust-accuracy
+curve; these classes only choose the method and its hyper-parameters."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import ClassVar
+
+import torch
+
+from unmeasured.audits.base import Constraint, interval, options
+from unmeasured.audits.registry import register
+from unmeasured.audits.robustness.attacks import LOSSES, Model, apgd, fgsm, pgd, square, worst_case
+from unmeasured.audits.robustness.base import EvasionAttack, RobustnessAudit
+
+_BASE = RobustnessAudit.constraints
+_STEPS = interval(1, 100_000, closed="both", kind=int)
+_RESTARTS = interval(1, 1_000, closed="both", kind=int)
+_QUERIES = interval(1, 10**7, closed="both", kind=int)
+
+
+@register
+class FGSM(EvasionAttack):
+    """One step along the sign (L∞) or direction (L2) of the loss gradient (Goodfellow et al.
+    2015): cheap, and weak against anything but a linear model; a floor, not a verdict.
+
+    Args:
+        epsilons, norm, max_records, batch_size: as for every evasion attack.
+    """
+
+    name = "robustness.fgsm"
+    summary = "fast gradient sign method, one step (Goodfellow et al. 2015)"
+
+    def perturb(self, model, x, y, *, eps, bounds, generator):  # type: ignore[no-untyped-def]
+        return fgsm(model, x, y, eps=eps, norm=self.norm, bounds=bounds).x_adv
+
+
+@register
+class PGD(EvasionAttack):
+    """Projected gradient descent with random restarts (Madry et al. 2018).
+
+    Args:
+        epsilons, norm, max_records, batch_size: as for every evasion attack.
+        steps: gradient steps per restart.
+        restarts: random starts; a record is broken if any start breaks it.
+        step_size: the step (default 2.5·ε/steps, strong enough to cross the ball).
+        loss: ``"ce"`` (cross-entropy) or ``"dlr"`` (difference of logits ratio).
+    """
+
+    name = "robustness.pgd"
+    summary = "projected gradient descent with restarts (Madry et al. 2018)"
+    constraints: ClassVar[dict[str, Constraint]] = {
+        **_BASE,
+        "steps": _STEPS,
+        "restarts": _RESTARTS,
+        "step_size": Constraint(
+            lambda v: (
+                v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0)
+            ),
+            "None or a positive number",
+        ),
+        "loss": options("ce", "dlr"),
+    }
+
+    def __init__(
+        self,
+        *,
+        epsilons: Sequence[float] = (0.01, 0.03),
+        norm: str = "linf",
+        max_records: int = 500,
+        batch_size: int = 256,
+        steps: int = 40,
+        restarts: int = 1,
+        step_size: float | None = None,
+        loss: str = "ce",
+    ) -> None:
+        self.steps = steps
+        self.restarts = restarts
+        self.step_size = step_size
+        self.loss = loss
+        super().__init__(
+            epsilons=epsilons, norm=norm, max_records=max_records, batch_size=batch_size
+        )
+
+    def perturb(self, model, x, y, *, eps, bounds, generator):  # type: ignore[no-untyped-def]
+        return pgd(
+            model,
+            x,
+            y,
+            eps=eps,
+            norm=self.norm,
+            steps=self.steps,
+            step_size=self.step_size,
+            restarts=self.restarts,
+            loss=self.loss,
+            bounds=bounds,
+            generator=generator,
+        ).x_adv
+
+
+@register
+class APGD(EvasionAttack):
+    """Auto-PGD (Croce & Hein, ICML 2020): momentum, a checkpoint schedule that halves the step
+    when progress stalls, and cross-entropy or targeted DLR loss.
+
+    Args:
+        epsilons, norm, max_records, batch_size: as for every evasion attack.
+        steps: iterations per run.
+        loss: ``"ce"``, ``"dlr"`` or ``"targeted-dlr"`` (APGD-T: one run per target class).
+        target_classes: for ``"targeted-dlr"``, how many of the highest other classes to target.
+        restarts: random starts.
+    """
+
+    name = "robustness.apgd"
+    summary = "auto-PGD with CE or targeted DLR loss (Croce & Hein 2020)"
+    variant_params = ("norm", "loss")
+    constraints: ClassVar[dict[str, Constraint]] = {
+        **_BASE,
+        "steps": _STEPS,
+        "loss": options(*LOSSES),
+        "target_classes": interval(1, 10_000, closed="both", kind=int),
+        "restarts": _RESTARTS,
+    }
+
+    def __init__(
+        self,
+        *,
+        epsilons: Sequence[float] = (0.01, 0.03),
+        norm: str = "linf",
+        max_records: int = 500,
+        batch_size: int = 256,
+        steps: int = 100,
+        loss: str = "ce",
+        target_classes: int = 9,
+        restarts: int = 1,
+    ) -> None:
+        self.steps = steps
+        self.loss = loss
+        self.target_classes = target_classes
+        self.restarts = restarts
+        super().__init__(
+            epsilons=epsilons, norm=norm, max_records=max_records, batch_size=batch_size
+        )
+
+    def perturb(self, model, x, y, *, eps, bounds, generator):  # type: ignore[no-untyped-def]
+        return apgd(
+            model,
+            x,
+            y,
+            eps=eps,
+            norm=self.norm,
+            steps=self.steps,
+            loss=self.loss,
+            target_classes=self.target_classes,
+            restarts=self.restarts,
+            bounds=bounds,
+            generator=generator,
+        ).x_adv
+
+
+@register
+class Square(EvasionAttack):
+    """The Square attack (Andriushchenko et al., ECCV 2020): random square-shaped updates kept
+    when they lower the margin; needs only the target's scores, so it also runs on ONNX models,
+    scikit-learn models and prediction endpoints.
+
+    Args:
+        epsilons, norm, max_records, batch_size: as for every evasion attack.
+        queries: the query budget per record.
+    """
+
+    name = "robustness.square"
+    summary = "score-based black-box attack with a query budget (Andriushchenko et al. 2020)"
+    needs_gradients = False
+    constraints: ClassVar[dict[str, Constraint]] = {**_BASE, "queries": _QUERIES}
+
+    def __init__(
+        self,
+        *,
+        epsilons: Sequence[float] = (0.01, 0.03),
+        norm: str = "linf",
+        max_records: int = 500,
+        batch_size: int = 256,
+        queries: int = 5000,
+    ) -> None:
+        self.queries = queries
+        super().__init__(
+            epsilons=epsilons, norm=norm, max_records=max_records, batch_size=batch_size
+        )
+
+    def perturb(self, model, x, y, *, eps, bounds, generator):  # type: ignore[no-untyped-def]
+        with torch.no_grad():
+            return square(
+                model,
+                x,
+                y,
+                eps=eps,
+                norm=self.norm,
+                queries=self.queries,
+                bounds=bounds,
+                generator=generator,
+            ).x_adv
+
+
+@register
+class WorstCase(EvasionAttack):
+    """The worst case over APGD-CE, APGD-T and Square, in the spirit of AutoAttack: a record is
+    robust only if every attack fails on it, so it is never weaker than its strongest member.
+
+    Args:
+        epsilons, norm, max_records, batch_size: as for every evasion attack.
+        steps: iterations of each APGD run.
+        queries: Square's query budget per record.
+    """
+
+    name = "robustness.worst_case"
+    summary = "worst case over APGD-CE, APGD-T and Square (AutoAttack-style)"
+    constraints: ClassVar[dict[str, Constraint]] = {**_BASE, "steps": _STEPS, "queries": _QUERIES}
+
+    def __init__(
+        self,
+        *,
+        epsilons: Sequence[float] = (0.01, 0.03),
+        norm: str = "linf",
+        max_records: int = 500,
+        batch_size: int = 256,
+        steps: int = 100,
+        queries: int = 5000,
+    ) -> None:
+        self.steps = steps
+        self.queries = queries
+        super().__init__(
+            epsilons=epsilons, norm=norm, max_records=max_records, batch_size=batch_size
+        )
+
+    def perturb(self, model: Model, x, y, *, eps, bounds, generator):  # type: ignore[no-untyped-def]
+        common = {"eps": eps, "norm": self.norm, "bounds": bounds, "generator": generator}
+        attacks = [
+            functools.partial(apgd, steps=self.steps, loss="ce", **common),
+            functools.partial(apgd, steps=self.steps, loss="targeted-dlr", **common),
+            functools.partial(square, queries=self.queries, **common),
+        ]
+        return worst_case(model, x, y, attacks).x_adv

@@ -63,10 +63,15 @@ def train_mlp(
         layers += [nn.Linear(sizes[k], sizes[k + 1]), nn.ReLU()]
     model = nn.Sequential(*layers, nn.Linear(sizes[-1], int(y.max()) + 1))
     optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
-    for _ in range(300):
-        optimizer.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
-        optimizer.step()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tensors this small only lose from threads on a busy machine
+    try:
+        for _ in range(300):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+    finally:
+        torch.set_num_threads(threads)
     return model.eval(), x, y
 
 

@@ -106,11 +106,12 @@ def test_fgp_agrees_with_the_milp_and_pgd_in_linf(
     seed=st.integers(0, 10_000),
     point=st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3),
     eps=st.floats(0.02, 0.4),
+    prune=st.sampled_from([None, "crown"]),
 )
-def test_fgp_agrees_with_the_miqcp_and_pgd_in_l2(seed: int, point: list[float], eps: float) -> None:
+def test_fgp_agrees_with_the_miqcp_and_pgd_in_l2(seed, point, eps, prune) -> None:
     network = random_network(seed, widths=(6, 6))
     x = torch.tensor(point, dtype=torch.float64)
-    fgp = fgp_certify(network, x, eps, "l2", BOX, max_regions=2_000)
+    fgp = fgp_certify(network, x, eps, "l2", BOX, max_regions=2_000, prune=prune)
     exact = exact_certify(network, x, eps, "l2", BOX)
     assert exact.verdict in ("robust", "not_robust")
     for certificate in (fgp, exact):

@@ -10,9 +10,11 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch import nn
 
 from unmeasured.audits.robustness.certify.exact import exact_certify, scip_available
 from unmeasured.audits.robustness.certify.fgp import fgp_certify, fgp_radius
+from unmeasured.audits.robustness.certify.network import to_relu_network
 from unmeasured.audits.robustness.norms import inside
 from unmeasured.errors import ConfigError
 
@@ -161,6 +163,16 @@ def test_radius_is_a_lower_bound_that_exact_confirms(trained, norm: str) -> None
     assert exact_radii >= 1
 
 
+def test_a_label_the_network_disputes_is_refuted_at_the_record() -> None:
+    for result in (
+        fgp_certify(DIAGONAL, POINT, 0.01, "l2", BOX, label=1),
+        fgp_radius(DIAGONAL, POINT, "l2", BOX, max_radius=1.0, label=1),
+    ):
+        assert result.verdict == "not_robust"
+        torch.testing.assert_close(result.witness, POINT)
+    assert fgp_radius(DIAGONAL, POINT, "l2", BOX, max_radius=1.0, label=1).radius == 0.0
+
+
 def test_limits_give_timeout() -> None:
     network = random_network(3, widths=(16, 16))
     x = torch.full((3,), 0.5, dtype=torch.float64)
@@ -186,3 +198,23 @@ def test_bad_arguments_are_refused() -> None:
         fgp_certify(DIAGONAL, x + 1, 0.1, "l2", BOX)
     with pytest.raises(ConfigError, match="label"):
         fgp_certify(DIAGONAL, x, 0.1, "l2", BOX, label=5)
+
+
+def test_a_convolutional_network_is_certified_through_its_dense_form() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 2, 2), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 3 * 3, 3)
+    ).eval()
+    network = to_relu_network(model, (1, 4, 4))
+    generator = torch.Generator().manual_seed(0)
+    verdicts = []
+    for x in torch.rand(8, 1, 4, 4, generator=generator, dtype=torch.float64):
+        fgp = fgp_certify(network, x, 0.1, "linf", BOX)
+        exact = exact_certify(network, x, 0.1, "linf", BOX)
+        if fgp.decided:
+            assert fgp.verdict == exact.verdict
+        if fgp.verdict == "not_robust":
+            assert fgp.witness.shape == x.shape
+            assert model(fgp.witness[None].float()).argmax().item() != fgp.label
+        verdicts.append(fgp.verdict)
+    assert {"robust", "not_robust"} <= set(verdicts)

@@ -109,6 +109,8 @@ def fgp_certify(
         True
     """
     search = _Search(network, x, eps, norm, bounds, label, max_regions, timeout, batch_size, prune)
+    if search.first_witness(search.x[None]) is not None:  # a given label the network disputes
+        return search.answer("not_robust", search.x)
     queue = deque([search.start])
     visited = {_key(search.start)}
     unresolved = False
@@ -167,6 +169,8 @@ def fgp_radius(
     search = _Search(
         network, x, max_radius, norm, bounds, label, max_regions, timeout, batch_size, prune
     )
+    if search.first_witness(search.x[None]) is not None:
+        return search.answer("not_robust", search.x, radius=0.0)
     order = itertools.count()
     # entries: (distance, tie-breaker, pattern or None, candidate point or None)
     heap: list[tuple[float, int, torch.Tensor | None, torch.Tensor | None]] = [

@@ -28,10 +28,15 @@ NORMS = [
 ]
 
 
+@pytest.mark.parametrize("screen", [True, False])
 @pytest.mark.parametrize(("norm", "distance"), NORMS)
-def test_planted_boundary_separates_robust_from_refuted(norm: str, distance: float) -> None:
-    assert exact_certify(DIAGONAL, POINT, distance * 0.99, norm, BOX).verdict == "robust"
-    refuted = exact_certify(DIAGONAL, POINT, distance * 1.01, norm, BOX)
+def test_planted_boundary_separates_robust_from_refuted(
+    norm: str, distance: float, screen: bool
+) -> None:
+    kept = exact_certify(DIAGONAL, POINT, distance * 0.99, norm, BOX, screen=screen)
+    assert kept.verdict == "robust"
+    assert kept.regions == (0 if screen else 1)  # CROWN is exact on a linear network
+    refuted = exact_certify(DIAGONAL, POINT, distance * 1.01, norm, BOX, screen=screen)
     assert refuted.verdict == "not_robust"
     assert DIAGONAL(refuted.witness[None]).argmax().item() == 1
     step = refuted.witness - POINT

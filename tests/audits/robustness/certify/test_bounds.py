@@ -1,0 +1,140 @@
+"""IBP and CROWN: bounds contain every sampled output, CROWN is tighter than IBP, a linear network
+is bounded exactly, and nothing certified has a counterexample (exact checker, PGD)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from unmeasured.audits.robustness.certify.bounds import (
+    bound_certify,
+    logit_bounds,
+    margin_lower_bounds,
+    pre_activation_bounds,
+)
+from unmeasured.audits.robustness.certify.exact import exact_certify
+from unmeasured.audits.robustness.norms import clip_to_box, project_to_ball
+from unmeasured.errors import ConfigError
+
+from .conftest import BOX, linear_network, pgd_attack, random_network
+
+
+def sample_set(
+    x: torch.Tensor, eps: float, norm: str, bounds, count: int, seed: int
+) -> torch.Tensor:
+    """``count`` points per record in the eps ball inside the box: ``(count, n, d)``, half of them
+    on the sphere, where the extremes live."""
+    generator = torch.Generator().manual_seed(seed)
+    n, d = x.shape
+    if norm == "linf":
+        delta = (torch.rand(count, n, d, generator=generator, dtype=x.dtype) * 2 - 1) * eps
+        delta[: count // 2] = delta[: count // 2].sign() * eps
+    else:
+        delta = torch.randn(count, n, d, generator=generator, dtype=x.dtype)
+        delta = delta / delta.norm(dim=-1, keepdim=True) * eps
+        delta[count // 2 :] *= torch.rand(
+            count - count // 2, n, 1, generator=generator, dtype=x.dtype
+        )
+    delta = project_to_ball(delta.reshape(-1, d), eps, norm).reshape(count, n, d)
+    return clip_to_box(x + delta, bounds)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    eps=st.floats(0.01, 0.5),
+    norm=st.sampled_from(["linf", "l2"]),
+    boxed=st.booleans(),
+    method=st.sampled_from(["ibp", "crown"]),
+)
+def test_bounds_contain_every_sampled_output(seed, eps, norm, boxed, method) -> None:
+    network = random_network(seed, inputs=4, widths=(10, 10))
+    bounds = BOX if boxed else None
+    x = torch.rand(5, 4, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    layers = pre_activation_bounds(network, x, eps, norm, bounds, method=method)
+    samples = sample_set(x, eps, norm, bounds, 400, seed)
+    outputs = [z.reshape(400, 5, -1) for z in network.pre_activations(samples.reshape(-1, 4))]
+    for (lower, upper), values in zip(layers, outputs, strict=True):
+        assert (lower <= upper + 1e-12).all()
+        assert (values >= lower - 1e-9).all()
+        assert (values <= upper + 1e-9).all()
+    labels = network(x).argmax(dim=1)
+    margins = margin_lower_bounds(network, x, labels, eps, norm, bounds, method=method)
+    sampled_margins = outputs[-1].gather(2, labels[None, :, None].expand(400, 5, 1)) - outputs[-1]
+    assert torch.isinf(margins.gather(1, labels[:, None])).all()
+    others = torch.isfinite(margins)
+    assert (sampled_margins[:, others] >= margins[others] - 1e-9).all()
+
+
+def test_crown_is_tighter_than_ibp_on_average() -> None:
+    widths = {"ibp": [], "crown": []}
+    for seed in range(8):
+        network = random_network(seed, inputs=4, widths=(16, 16))
+        x = torch.rand(10, 4, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        for norm, eps in (("linf", 0.05), ("l2", 0.1)):
+            for method in widths:
+                lower, upper = logit_bounds(network, x, eps, norm, BOX, method=method)
+                widths[method].append((upper - lower).mean().item())
+    assert sum(widths["crown"]) < sum(widths["ibp"])
+    # every layer-0 bound is exact for both, so CROWN must not lose anywhere on average
+    assert (
+        sum(c <= i * (1 + 1e-9) for c, i in zip(widths["crown"], widths["ibp"], strict=True)) >= 12
+    )
+
+
+@pytest.mark.parametrize("method", ["ibp", "crown"])
+@pytest.mark.parametrize(("norm", "distance"), [("l2", 0.4 / math.sqrt(2)), ("linf", 0.2)])
+def test_a_linear_network_is_bounded_exactly(method: str, norm: str, distance: float) -> None:
+    # margin of class 0 over class 1 is 1.2 − x0 − x1, so over the ball its minimum is
+    # 1.2 − 0.8 − (eps·√2 for L2, 2·eps for L∞) and the boundary lies at `distance`
+    network = linear_network([[-1.0, -1.0], [0.0, 0.0]], [1.2, 0.0])
+    x = torch.tensor([[0.4, 0.4]], dtype=torch.float64)
+    eps = 0.1
+    margins = margin_lower_bounds(network, x, torch.tensor([0]), eps, norm, None, method=method)
+    reach = eps * (math.sqrt(2) if norm == "l2" else 2)
+    assert margins[0, 1].item() == pytest.approx(0.4 - reach, abs=1e-12)
+    assert margins[0, 0].item() == math.inf
+    certified = bound_certify(
+        network, x.expand(2, 2), torch.tensor([0.99, 1.01]) * distance, norm, method=method
+    )
+    assert certified.certified.tolist() == [True, False]
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), eps=st.floats(0.01, 0.2), norm=st.sampled_from(["linf", "l2"]))
+def test_nothing_certified_has_a_counterexample(seed, eps, norm) -> None:
+    network = random_network(seed, widths=(8, 8))
+    x = torch.rand(4, 3, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    for method in ("ibp", "crown"):
+        certificate = bound_certify(network, x, eps, norm, BOX, method=method)
+        for record, label, certified in zip(
+            x, certificate.labels, certificate.certified, strict=True
+        ):
+            if not certified:
+                continue
+            if norm == "linf":
+                assert exact_certify(network, record, eps, norm, BOX).verdict == "robust"
+            assert pgd_attack(network, record, int(label), eps, norm, restarts=4, steps=30) is None
+
+
+def test_crown_certifies_what_ibp_certifies_on_a_trained_net(trained) -> None:
+    network, points = trained
+    ibp = bound_certify(network, points, 0.03, "linf", BOX, method="ibp").certified
+    crown = bound_certify(network, points, 0.03, "linf", BOX, method="crown").certified
+    assert crown.sum() >= ibp.sum()
+    assert crown.sum() > 0
+
+
+def test_bad_arguments_are_refused() -> None:
+    network = random_network(0)
+    x = torch.rand(2, 3, dtype=torch.float64)
+    with pytest.raises(ConfigError, match="method"):
+        logit_bounds(network, x, 0.1, "linf", method="deeppoly")
+    with pytest.raises(ConfigError, match="eps"):
+        logit_bounds(network, x, -0.1, "linf")
+    with pytest.raises(ConfigError, match="norm"):
+        logit_bounds(network, x, 0.1, "l1")

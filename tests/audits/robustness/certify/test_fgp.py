@@ -1,0 +1,220 @@
+"""FGP against planted boundaries, against the exact MILP/MIQCP checker and against PGD: no
+record certified robust has a counterexample, every witness is a real one, and FGP and the
+exact checker never disagree on a record both decide."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from unmeasured.audits.robustness.certify.exact import exact_certify, scip_available
+from unmeasured.audits.robustness.certify.fgp import fgp_certify, fgp_radius
+from unmeasured.audits.robustness.certify.network import to_relu_network
+from unmeasured.audits.robustness.norms import inside
+from unmeasured.errors import ConfigError
+
+from .conftest import BOX, linear_network, pgd_attack, random_network
+
+
+def assert_valid_witness(network, x, certificate, eps, norm, bounds=BOX) -> None:
+    witness = certificate.witness.reshape(1, -1)
+    assert network(witness).argmax(dim=1).item() != certificate.label
+    assert inside(witness, x.reshape(1, -1).double(), eps, norm, bounds, tolerance=1e-12).item()
+
+
+# a 2-class linear classifier: class 0 wins while x0 + x1 < 1.2, i.e. at L2 distance
+# |x0 + x1 - 1.2| / sqrt(2) and L∞ distance |x0 + x1 - 1.2| / 2 from the boundary
+DIAGONAL = linear_network([[-1.0, -1.0], [0.0, 0.0]], [1.2, 0.0])
+POINT = torch.tensor([0.4, 0.4], dtype=torch.float64)
+
+
+@pytest.mark.parametrize(("norm", "distance"), [("l2", 0.4 / math.sqrt(2)), ("linf", 0.2)])
+def test_planted_boundary_is_found_at_its_distance_in_each_norm(norm: str, distance: float) -> None:
+    assert fgp_certify(DIAGONAL, POINT, distance * 0.99, norm, BOX).verdict == "robust"
+    refuted = fgp_certify(DIAGONAL, POINT, distance * 1.01, norm, BOX)
+    assert refuted.verdict == "not_robust"
+    assert_valid_witness(DIAGONAL, POINT, refuted, distance * 1.01, norm)
+    radius = fgp_radius(DIAGONAL, POINT, norm, BOX, max_radius=1.0)
+    assert radius.verdict == "not_robust"
+    assert radius.radius == pytest.approx(distance, rel=1e-9)
+
+
+def test_linf_uses_the_linf_projection() -> None:
+    # the L2 projection of POINT onto the boundary moves each coordinate by 0.2 too, but along
+    # a boundary with unequal weights it is L∞-longer than the L∞ projection
+    network = linear_network([[-2.0, -1.0], [0.0, 0.0]], [1.5, 0.0])
+    linf_distance = 0.3 / 3  # |2·0.4 + 0.4 − 1.5| / ||w||₁
+    certificate = fgp_certify(network, POINT, linf_distance * 1.01, "linf", BOX)
+    assert certificate.verdict == "not_robust"
+    step = certificate.witness - POINT
+    assert step.abs().max().item() <= linf_distance * 1.01
+    torch.testing.assert_close(step.abs(), torch.full_like(step, step.abs().max().item()))
+
+
+def test_a_boundary_reachable_only_outside_the_box_does_not_count() -> None:
+    # class 1 wins only where x0 > 1.05, outside the unit box, yet within 0.2 of x0 = 0.9
+    network = linear_network([[0.0, 0.0], [1.0, 0.0]], [0.0, -1.05])
+    x = torch.tensor([0.9, 0.5], dtype=torch.float64)
+    for norm in ("l2", "linf"):
+        assert fgp_certify(network, x, 0.2, norm, BOX).verdict == "robust"
+        assert fgp_certify(network, x, 0.2, norm, None).verdict == "not_robust"
+        assert fgp_radius(network, x, norm, BOX, max_radius=0.5).verdict == "robust"
+
+
+def test_a_boundary_behind_a_box_face_is_projected_inside_the_box() -> None:
+    # the L∞ projection would move both coordinates by 0.1, but x1 sits on the box's face: the
+    # nearest boundary point inside the box moves x0 alone by 0.2
+    network = linear_network([[-1.0, -1.0], [0.0, 0.0]], [1.4, 0.0])
+    x = torch.tensor([0.2, 1.0], dtype=torch.float64)
+    assert fgp_certify(network, x, 0.15, "linf", BOX).verdict == "robust"
+    refuted = fgp_certify(network, x, 0.21, "linf", BOX)
+    assert refuted.verdict == "not_robust"
+    assert_valid_witness(network, x, refuted, 0.21, "linf")
+    radius = fgp_radius(network, x, "linf", BOX, max_radius=1.0)
+    assert radius.radius == pytest.approx(0.2, rel=1e-9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    point=st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3),
+    eps=st.floats(0.01, 0.3),
+)
+def test_fgp_agrees_with_the_milp_and_pgd_in_linf(
+    seed: int, point: list[float], eps: float
+) -> None:
+    network = random_network(seed)
+    x = torch.tensor(point, dtype=torch.float64)
+    fgp = fgp_certify(network, x, eps, "linf", BOX, max_regions=2_000)
+    exact = exact_certify(network, x, eps, "linf", BOX)
+    assert exact.verdict in ("robust", "not_robust")
+    for certificate in (fgp, exact):
+        if certificate.verdict == "not_robust":
+            assert_valid_witness(network, x, certificate, eps, "linf")
+    if fgp.decided:
+        assert fgp.verdict == exact.verdict
+    if fgp.verdict == "robust":
+        assert pgd_attack(network, x, fgp.label, eps, "linf") is None
+
+
+@pytest.mark.skipif(not scip_available(), reason="pyscipopt (the certify extra) is not installed")
+@settings(max_examples=15, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    point=st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3),
+    eps=st.floats(0.02, 0.4),
+    prune=st.sampled_from([None, "crown"]),
+)
+def test_fgp_agrees_with_the_miqcp_and_pgd_in_l2(seed, point, eps, prune) -> None:
+    network = random_network(seed, widths=(6, 6))
+    x = torch.tensor(point, dtype=torch.float64)
+    fgp = fgp_certify(network, x, eps, "l2", BOX, max_regions=2_000, prune=prune)
+    exact = exact_certify(network, x, eps, "l2", BOX)
+    assert exact.verdict in ("robust", "not_robust")
+    for certificate in (fgp, exact):
+        if certificate.verdict == "not_robust":
+            assert_valid_witness(network, x, certificate, eps, "l2")
+    if fgp.decided:
+        assert fgp.verdict == exact.verdict
+    if fgp.verdict == "robust":
+        assert pgd_attack(network, x, fgp.label, eps, "l2") is None
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_fgp_decides_most_points_of_a_trained_net_and_agrees_with_exact(trained, norm: str) -> None:
+    if norm == "l2" and not scip_available():
+        pytest.skip("pyscipopt (the certify extra) is not installed")
+    network, points = trained
+    eps = {"linf": 0.05, "l2": 0.1}[norm]
+    verdicts = []
+    for x in points:
+        fgp = fgp_certify(network, x, eps, norm, BOX)
+        exact = exact_certify(network, x, eps, norm, BOX)
+        if fgp.decided and exact.decided:
+            assert fgp.verdict == exact.verdict
+        verdicts.append(fgp.verdict)
+    decided = sum(v in ("robust", "not_robust") for v in verdicts) / len(verdicts)
+    # measured: 40 of 40 decided for both norms, with both verdicts present
+    assert decided >= 0.9
+    assert {"robust", "not_robust"} <= set(verdicts)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_radius_is_a_lower_bound_that_exact_confirms(trained, norm: str) -> None:
+    if norm == "l2" and not scip_available():
+        pytest.skip("pyscipopt (the certify extra) is not installed")
+    network, points = trained
+    exact_radii = 0
+    for x in points[:10]:
+        result = fgp_radius(network, x, norm, BOX, max_radius=0.2, max_regions=300)
+        assert result.radius is not None and 0 < result.radius <= 0.2
+        if result.radius > 1e-6:
+            assert exact_certify(network, x, result.radius * 0.999, norm, BOX).verdict == "robust"
+        if result.verdict == "not_robust":
+            exact_radii += 1
+            assert_valid_witness(network, x, result, result.radius * (1 + 1e-3), norm)
+            refuted = exact_certify(network, x, result.radius * 1.01, norm, BOX)
+            assert refuted.verdict == "not_robust"
+    assert exact_radii >= 1
+
+
+def test_a_label_the_network_disputes_is_refuted_at_the_record() -> None:
+    for result in (
+        fgp_certify(DIAGONAL, POINT, 0.01, "l2", BOX, label=1),
+        fgp_radius(DIAGONAL, POINT, "l2", BOX, max_radius=1.0, label=1),
+    ):
+        assert result.verdict == "not_robust"
+        torch.testing.assert_close(result.witness, POINT)
+    assert fgp_radius(DIAGONAL, POINT, "l2", BOX, max_radius=1.0, label=1).radius == 0.0
+
+
+def test_limits_give_timeout() -> None:
+    network = random_network(3, widths=(16, 16))
+    x = torch.full((3,), 0.5, dtype=torch.float64)
+    assert fgp_certify(network, x, 0.5, "linf", BOX, max_regions=1).verdict in (
+        "timeout",
+        "not_robust",
+    )
+    limited = fgp_radius(network, x, "linf", BOX, max_radius=0.5, max_regions=1)
+    assert limited.verdict == "timeout"
+    assert (
+        limited.radius is not None
+        and limited.radius <= fgp_radius(network, x, "linf", BOX, max_radius=0.5).radius
+    )
+
+
+def test_bad_arguments_are_refused() -> None:
+    x = torch.tensor([0.5, 0.5], dtype=torch.float64)
+    with pytest.raises(ConfigError, match="eps"):
+        fgp_certify(DIAGONAL, x, -0.1, "linf")
+    with pytest.raises(ConfigError, match="norm"):
+        fgp_certify(DIAGONAL, x, 0.1, "l1")
+    with pytest.raises(ConfigError, match="outside the input box"):
+        fgp_certify(DIAGONAL, x + 1, 0.1, "l2", BOX)
+    with pytest.raises(ConfigError, match="label"):
+        fgp_certify(DIAGONAL, x, 0.1, "l2", BOX, label=5)
+
+
+def test_a_convolutional_network_is_certified_through_its_dense_form() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 2, 2), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 3 * 3, 3)
+    ).eval()
+    network = to_relu_network(model, (1, 4, 4))
+    generator = torch.Generator().manual_seed(0)
+    verdicts = []
+    for x in torch.rand(8, 1, 4, 4, generator=generator, dtype=torch.float64):
+        fgp = fgp_certify(network, x, 0.1, "linf", BOX)
+        exact = exact_certify(network, x, 0.1, "linf", BOX)
+        if fgp.decided:
+            assert fgp.verdict == exact.verdict
+        if fgp.verdict == "not_robust":
+            assert fgp.witness.shape == x.shape
+            assert model(fgp.witness[None].float()).argmax().item() != fgp.label
+        verdicts.append(fgp.verdict)
+    assert {"robust", "not_robust"} <= set(verdicts)

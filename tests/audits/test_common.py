@@ -23,7 +23,14 @@ from unmeasured.training import MLPRecipe
 
 RECIPE = MLPRecipe(hidden=(16,), epochs=3, batch_size=32)
 #: parameters that keep every audit cheap on the fixture
-CHEAP = {"num_models": 2, "max_records": 20, "epochs": 1, "steps": 5, "queries": 50}
+CHEAP = {
+    "num_models": 2,
+    "max_records": 20,
+    "epochs": 1,
+    "steps": 5,
+    "queries": 50,
+    "n": 200,
+}
 NAMES = sorted(available())
 
 

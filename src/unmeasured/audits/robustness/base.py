@@ -99,12 +99,14 @@ class RobustnessAudit(Audit):
         return ("clean_accuracy", *(accuracy_key(e, self.accuracy_kind) for e in self.epsilons))
 
     def test_records(self, ctx: AuditContext) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Inputs, labels and positions (in ``data.test``) of the records to use."""
+        """Inputs, labels and positions (in ``data.test``) of the records to use: the same
+        seeded subset for every robustness audit of a run with the same ``max_records``, so
+        attacks and certificates are compared on the same records."""
         test = ctx.records("test")
         index = np.arange(len(test))
         if len(test) > self.max_records:
-            index = np.sort(ctx.rng(f"{self.audit_id()}/records").permutation(len(test)))
-            index = np.sort(index[: self.max_records])
+            order = ctx.rng(f"robustness/records/{self.max_records}").permutation(len(test))
+            index = np.sort(order[: self.max_records])
         return test.x[index], test.y[index], index
 
     def estimate(self, hits: np.ndarray, ctx: AuditContext) -> Estimate:

@@ -79,6 +79,8 @@ CHUNK_PARAMETERS = 3_000_000
 _QUERY_FLOATS = 1 << 22
 #: optimiser steps a probe times (after one untimed step that pays one-off costs)
 PROBE_STEPS = 3
+#: most models a probe of stacked training stacks
+PROBE_MODELS = 64
 #: seconds to start one spawned worker (importing torch and this package; measured 2-3 s on a
 #: 2-core CPU), paid once per pool
 PROCESS_START_SECONDS = 3.0
@@ -242,7 +244,7 @@ class _Plan:
     engine: str = ""
     chunks: list[list[int]] = field(default_factory=list)
     workers: int = 1
-    seconds_per_model_step: float | None = None
+    probe: _Probe | None = None
 
 
 def _train(
@@ -389,9 +391,10 @@ class _ProbeDone(Exception):
     """Raised from a step callback to end a probe after its timed steps."""
 
 
-def _time_steps(run: Callable[[Callable[[], None]], object]) -> float | None:
+def _time_steps(run: Callable[[Callable[[], None]], object]) -> tuple[float, float] | None:
     """Seconds of the fastest of `PROBE_STEPS` optimiser steps of ``run`` (which calls its
-    argument after every step), not counting the first step; None if it took fewer steps."""
+    argument after every step), not counting the first, and seconds until the first step ended
+    (building models, the optimiser, one step); None if ``run`` took fewer than two steps."""
     stamps: list[float] = []
 
     def on_step() -> None:
@@ -399,9 +402,24 @@ def _time_steps(run: Callable[[Callable[[], None]], object]) -> float | None:
         if len(stamps) > PROBE_STEPS:
             raise _ProbeDone
 
+    start = time.perf_counter()
     with contextlib.suppress(_ProbeDone):
         run(on_step)
-    return float(np.diff(stamps).min()) if len(stamps) >= 2 else None
+    if len(stamps) < 2:
+        return None
+    step = float(np.diff(stamps).min())
+    return step, max(stamps[0] - start - step, 0.0)
+
+
+@dataclass
+class _Probe:
+    """What a probe measured, per model: one optimiser step, and the setup before the steps."""
+
+    step: float
+    setup: float
+
+    def seconds(self, model_steps: int, models: int) -> float:
+        return model_steps * self.step + models * self.setup
 
 
 def _plan(
@@ -428,63 +446,68 @@ def _plan(
             backend = "process" if len(todo) > 1 and cores > 1 else "sequential"
         return _Plan(backend, workers=cores)
     first = todo[0]
+    pool_workers = min(cores, len(todo))
 
-    def probe_one_by_one() -> float | None:
-        return _time_steps(lambda on_step: job.one_by_one(masks[[first]], [seeds[first]], on_step))
+    def probe_one_by_one() -> _Probe | None:
+        timed = _time_steps(lambda on_step: job.one_by_one(masks[[first]], [seeds[first]], on_step))
+        return None if timed is None else _Probe(*timed)
 
-    def probe_process() -> float | None:
+    def probe_process() -> _Probe | None:
         before = torch.get_num_threads()
         torch.set_num_threads(1)  # as in a worker
         try:
             one = probe_one_by_one()
         finally:
             torch.set_num_threads(before)
-        return None if one is None else one / min(cores, len(todo))
+        if one is None:
+            return None
+        return _Probe(one.step / pool_workers, one.setup / pool_workers)
 
     single = {"sequential": probe_one_by_one, "process": probe_process, "ray": probe_process}
     if backend in single:
-        plan = _Plan(backend, workers=cores)
-        plan.seconds_per_model_step = single[backend]()
-        return plan
+        return _Plan(backend, workers=cores, probe=single[backend]())
     engine, reason = job.engine(recipe)
     if engine is None:
         report.notes.append(f"vmap not possible ({reason}); training one model at a time")
-        return _Plan("sequential", seconds_per_model_step=probe_one_by_one())
+        return _Plan("sequential", probe=probe_one_by_one())
     if reason:
         report.notes.append(reason)
     size = chunk_size or auto_chunk_size(recipe, job.x.shape[1:], job.num_classes)
     chunks = _stack_chunks(recipe.batch_size, masks, todo, size)
     stacked = _Plan("vmap", engine, chunks)
 
-    def probe_stacked() -> float | None:
-        index = chunks[0]
-        step = _time_steps(
+    def probe_stacked() -> _Probe | None:
+        # a probe of the first chunk's first models: a chunk of thousands of tiny models
+        # would take longer to build than the probe is worth
+        index = chunks[0][:PROBE_MODELS]
+        timed = _time_steps(
             lambda on_step: job.stacked(masks[index], [seeds[k] for k in index], engine, on_step)
         )
-        return None if step is None else step / len(index)
+        return None if timed is None else _Probe(timed[0] / len(index), timed[1] / len(index))
 
     if backend == "vmap":
-        stacked.seconds_per_model_step = probe_stacked()
+        stacked.probe = probe_stacked()
         return stacked
     if len(todo) <= 1:
-        return _Plan("sequential", seconds_per_model_step=probe_one_by_one())
+        return _Plan("sequential", probe=probe_one_by_one())
     candidates = {"vmap": probe_stacked, "sequential": probe_one_by_one}
     if cores > 1 and recipe.device_type() == "cpu":
         candidates["process"] = probe_process
-    total_steps = _model_steps(recipe, masks, todo)
     measured = {name: probe() for name, probe in candidates.items()}
-    timed = {name: s for name, s in measured.items() if s is not None}
+    timed = {name: p for name, p in measured.items() if p is not None}
     if not timed:  # fewer than two steps per model: nothing to time, and little to lose
         return stacked
-    report.probe = timed
+    report.probe = {name: p.step for name, p in timed.items()}
+    model_steps = _model_steps(recipe, masks, todo)
 
     def total(name: str) -> float:
-        return total_steps * timed[name] + (PROCESS_START_SECONDS if name == "process" else 0.0)
+        start = PROCESS_START_SECONDS if name == "process" else 0.0
+        return timed[name].seconds(model_steps, len(todo)) + start
 
     best = min(timed, key=total)
-    figures = ", ".join(f"{name} {1e3 * seconds:.3g} ms" for name, seconds in timed.items())
+    figures = ", ".join(f"{name} {1e3 * p.step:.3g} ms" for name, p in timed.items())
     process_note = (
-        f" (process: {min(cores, len(todo))} workers predicted from a one-thread probe, "
+        f" (process: {pool_workers} workers, predicted from a one-thread probe, "
         f"+{PROCESS_START_SECONDS:.0f} s to start)"
         if "process" in timed
         else ""
@@ -493,9 +516,9 @@ def _plan(
         f"auto: probe of {PROBE_STEPS} steps, per model-step {figures}{process_note}; chose {best}"
     )
     if best == "vmap":
-        stacked.seconds_per_model_step = timed[best]
+        stacked.probe = timed[best]
         return stacked
-    return _Plan(best, workers=cores, seconds_per_model_step=timed[best])
+    return _Plan(best, workers=cores, probe=timed[best])
 
 
 def _model_steps(recipe: TorchRecipe, masks: np.ndarray, todo: Sequence[int]) -> int:
@@ -543,8 +566,8 @@ def _estimate(
     else:
         host_bytes = output_bytes + (working if device.type == "cpu" else 0)
     seconds = None
-    if plan.seconds_per_model_step is not None and isinstance(recipe, TorchRecipe):
-        seconds = _model_steps(recipe, masks, todo) * plan.seconds_per_model_step
+    if plan.probe is not None and isinstance(recipe, TorchRecipe):
+        seconds = plan.probe.seconds(_model_steps(recipe, masks, todo), len(todo))
         seconds += PROCESS_START_SECONDS if plan.backend == "process" else 0.0
     estimate = TrainingEstimate(
         models=len(todo),
@@ -552,7 +575,7 @@ def _estimate(
         backend=plan.backend,
         device=device.type,
         seconds=seconds,
-        seconds_per_model_step=plan.seconds_per_model_step,
+        seconds_per_model_step=plan.probe.step if plan.probe is not None else None,
         memory_bytes=int(host_bytes),
         output_bytes=output_bytes,
         free_bytes=free_host_bytes(),
@@ -770,7 +793,8 @@ def _process_pool(
                 raise error
             done([k], logits)
     except KeyboardInterrupt:
-        while not arrived.empty():  # finished while we were being interrupted: keep them
+        pool.terminate()  # models in flight are dropped, not finished
+        while not arrived.empty():  # finished before the interrupt: keep them
             k, logits, error = arrived.get()
             if error is None:
                 done([k], logits)

@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from unmeasured.errors import ConfigError
+
 #: resident memory of one spawned worker after importing torch and this package (measured on
 #: Linux with torch 2.13 CPU: 330-380 MB); a process pool pays it once per worker
 PROCESS_BASELINE_BYTES = 350 * 2**20
@@ -114,8 +116,6 @@ def budget_bytes(memory_budget_mb: float | None) -> int | None:
         try:
             memory_budget_mb = float(raw)
         except ValueError:
-            from unmeasured.errors import ConfigError
-
             raise ConfigError(
                 f"{MEMORY_BUDGET_ENV}: must be a number of MiB; got {raw!r}"
             ) from None

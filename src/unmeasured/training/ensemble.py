@@ -78,9 +78,9 @@ CHUNK_PARAMETERS = 3_000_000
 #: floats in the widest activation of a query pass (bounds the memory of querying a chunk)
 _QUERY_FLOATS = 1 << 22
 #: optimiser steps a probe times (after one untimed step that pays one-off costs)
-PROBE_STEPS = 3
+PROBE_STEPS = 2
 #: most models a probe of stacked training stacks
-PROBE_MODELS = 64
+PROBE_MODELS = 8
 #: seconds to start one spawned worker (importing torch and this package; measured 2-3 s on a
 #: 2-core CPU), paid once per pool
 PROCESS_START_SECONDS = 3.0

@@ -67,6 +67,77 @@ def profile() -> None:
         )
 
 
+def training_peak() -> None:
+    path = RESULTS / "training_peak_cpu.json"
+    if not path.exists():
+        return
+    d = json.loads(path.read_text())
+    m = d["machine"]
+    print(
+        f"\n{_machine(d)} GPU: {m['gpu'] or 'none available to this run'}. "
+        f"{d['threads']} torch thread(s) for every backend and the GEMM peak. "
+        f"Best of {d['repeats']} alternating repeats.\n"
+    )
+    print(
+        "| model | optimizer | batch | K | GEMM peak GFLOP/s | sequential models/s (GFLOP/s, "
+        "% of peak) | vmap models/s (GFLOP/s, % of peak) | auto models/s (chose) | "
+        "vmap / sequential | auto / sequential | load before / after |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in d["rows"]:
+        optimizer = r["recipe"].split("optimizer='")[1].split("'")[0]
+        batch = r["recipe"].split("batch_size=")[1].split(",")[0]
+        s, v, a = r["sequential"], r["vmap"], r["auto"]
+        chose = "/".join(sorted(set(r["auto_choices"])))
+        print(
+            f"| {r['model']} | {optimizer} | {batch} | {r['k']} | {r['gemm_peak_gflops']:.0f} | "
+            f"{s['models_per_second']:.2f} ({s['gflops']:.0f}, {s['fraction_of_peak']:.0%}) | "
+            f"{v['models_per_second']:.2f} ({v['gflops']:.0f}, {v['fraction_of_peak']:.0%}) | "
+            f"{a['models_per_second']:.2f} ({chose}) | {r['vmap_vs_sequential']:.2f}x | "
+            f"{r['auto_vs_sequential']:.2f}x | {r['load_average_before'][0]:.1f} / "
+            f"{r['load_average_after'][0]:.1f} |"
+        )
+    goals = training_goals(d["rows"])
+    print()
+    for line in goals:
+        print(f"- {line}")
+
+
+def training_goals(rows: list[dict]) -> list[str]:
+    """The issue's goals, computed from the rows (best-of-repeats figures)."""
+
+    def row(model: str, optimizer: str, batch: int) -> dict:
+        return next(
+            r
+            for r in rows
+            if r["model"].startswith(model)
+            and f"optimizer='{optimizer}'" in r["recipe"]
+            and f"batch_size={batch}," in r["recipe"]
+        )
+
+    lines = []
+    mlp_sgd = row("mlp", "sgd", 64)
+    best = max(mlp_sgd["vmap"]["fraction_of_peak"], mlp_sgd["auto"]["fraction_of_peak"])
+    lines.append(f"MLP SGD at batch 64: {best:.0%} of the GEMM peak (goal: at least 70%)")
+    for batch in (64, 128):
+        adam, sgd = row("mlp", "adam", batch), row("mlp", "sgd", batch)
+        ratio = adam["vmap"]["models_per_second"] / sgd["vmap"]["models_per_second"]
+        lines.append(
+            f"MLP batch {batch}: stacked Adam at {ratio:.2f}x stacked SGD (goal: at least "
+            f"0.85x); stacked Adam {adam['vmap_vs_sequential']:.2f}x sequential Adam (goal: "
+            "above 1x)"
+        )
+    for optimizer in ("sgd", "adam"):
+        for batch in (64, 128):
+            r = row("cnn", optimizer, batch)
+            lines.append(
+                f"CNN {optimizer} batch {batch}: auto {r['auto_vs_sequential']:.2f}x sequential "
+                f"(chose {'/'.join(sorted(set(r['auto_choices'])))}), stacked "
+                f"{r['vmap_vs_sequential']:.2f}x (goal: auto at least 1.0x; never below 0.95x)"
+            )
+    return lines
+
+
 def power() -> None:
     d = json.loads((RESULTS / "membership_power_fmnist.json").read_text())
     s = d["settings"]
@@ -95,5 +166,6 @@ def power() -> None:
 if __name__ == "__main__":
     speed()
     profile()
+    training_peak()
     if (RESULTS / "membership_power_fmnist.json").exists():
         power()

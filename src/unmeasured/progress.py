@@ -1,7 +1,9 @@
 """Progress reporting on stderr (rich), hidden when stderr is not a TTY or with ``--quiet``.
 
 Library code takes a `Progress` and calls ``with progress.task("Training", total=K) as advance:``
-then ``advance(1)`` per step; `NullProgress` (the default) does nothing.
+then ``advance(1)`` per step; `NullProgress` (the default) does nothing. Amounts may be
+fractions (the trainer counts model-epochs and advances by a fraction of one per step); the bar
+then shows one decimal, so that it moves before the first whole unit is done.
 """
 
 from __future__ import annotations
@@ -25,6 +27,12 @@ class Progress:
 NullProgress = Progress
 
 
+def _done(completed: float, total: float | None) -> str:
+    """``"3/10"``, or ``"2.4/10"`` once a fraction has been advanced."""
+    shown = f"{completed:.0f}" if float(completed).is_integer() else f"{completed:.1f}"
+    return f"{shown}/{total:.0f}" if total is not None else shown
+
+
 class RichProgress(Progress):
     """Progress bars on stderr via rich; degrade to nothing when stderr is not a terminal."""
 
@@ -41,7 +49,6 @@ class RichProgress(Progress):
             return
         from rich.progress import (
             BarColumn,
-            MofNCompleteColumn,
             SpinnerColumn,
             TextColumn,
             TimeElapsedColumn,
@@ -53,14 +60,20 @@ class RichProgress(Progress):
             SpinnerColumn(),
             TextColumn("{task.description}"),
             BarColumn(),
-            MofNCompleteColumn(),
+            TextColumn("{task.fields[done]}"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=self.console,
             transient=True,
         ) as bar:
-            tid = bar.add_task(description, total=total)
-            yield lambda n=1: bar.advance(tid, n)
+            tid = bar.add_task(description, total=total, done=_done(0, total))
+            completed = [0.0]
+
+            def advance(n: float = 1) -> None:
+                completed[0] += n
+                bar.update(tid, advance=n, done=_done(completed[0], total))
+
+            yield advance
 
     def log(self, message: str) -> None:
         if self.enabled:

@@ -28,7 +28,7 @@ from unmeasured.training import (
     train_ensemble,
     train_stacked,
 )
-from unmeasured.training.ensemble import _choose, _Job
+from unmeasured.training.ensemble import _Job, _plan
 
 SEEDS = [3, 4, 5, 6]
 # float32 rounding differences between one model's matrix products and the stacked ones
@@ -111,7 +111,9 @@ def test_cnns_stack_through_torch_func(digits, masks) -> None:
     kw = dict(seeds=SEEDS[:2], num_classes=10)
     seq = train_ensemble(recipe, images, y, masks[:2], images[:40], backend="sequential", **kw)
     report = TrainingReport()
-    vm = train_ensemble(recipe, images, y, masks[:2], images[:40], report=report, **kw)
+    vm = train_ensemble(
+        recipe, images, y, masks[:2], images[:40], backend="vmap", report=report, **kw
+    )
     assert (report.backend, report.engine) == ("vmap", "torch.func")
     assert any("torch.func" in note for note in report.notes)
     np.testing.assert_allclose(vm, seq, atol=ATOL)
@@ -149,24 +151,56 @@ def test_unstackable_layers_fall_back_to_sequential_and_say_why(digits, masks) -
         report=report,
     )
     assert report.backend == "sequential" and out.shape == (2, 10, 10)
-    assert logged == report.notes and "BatchNorm1d" in report.notes[0]
+    assert logged[: len(report.notes)] == report.notes and "BatchNorm1d" in report.notes[0]
+    assert logged[len(report.notes)].startswith("Estimate: 2 models x 1 epochs (sequential, cpu)")
 
 
-def test_backend_choice() -> None:
+def choose(
+    job: _Job, backend: str, k: int, workers: int | None = None
+) -> tuple[str, TrainingReport]:
+    report = TrainingReport()
+    masks = np.ones((k, len(job.x)), dtype=bool)
+    plan = _plan(job, backend, masks, list(range(k)), list(range(k)), None, workers, report)
+    return plan.backend, report
+
+
+def test_backend_choice_without_a_probe() -> None:
     x, y = np.zeros((4, 3), np.float32), np.zeros(4, np.int64)
     sk = _Job(SklearnRecipe(estimator=LogisticRegression()), x, y, 2, x)
-    mlp = _Job(MLPRecipe(hidden=(4,)), x, y, 2, x)
-
-    def choose(job: _Job, backend: str, k: int, workers: int | None = None) -> str:
-        return _choose(job, backend, k, workers, TrainingReport())[0]
-
-    assert choose(mlp, "auto", 8) == "vmap"
-    assert choose(mlp, "auto", 1) == "sequential"
-    assert choose(sk, "auto", 8, workers=2) == "process"
-    assert choose(sk, "auto", 8, workers=1) == "sequential"
-    assert choose(sk, "auto", 1, workers=2) == "sequential"
+    mlp = _Job(MLPRecipe(hidden=(4,), batch_size=2), x, y, 2, x)
+    assert choose(mlp, "auto", 1)[0] == "sequential"
+    assert choose(mlp, "vmap", 8)[0] == "vmap"
+    assert choose(sk, "auto", 8, workers=2)[0] == "process"
+    assert choose(sk, "auto", 8, workers=1)[0] == "sequential"
+    assert choose(sk, "auto", 1, workers=2)[0] == "sequential"
     with pytest.raises(ConfigError, match="backend: SklearnRecipe trains with 'sequential'"):
         choose(sk, "vmap", 8)
+
+
+@pytest.mark.parametrize("slow", ["stacked", "one_by_one"])
+def test_auto_picks_what_the_probe_measures_fastest(digits, monkeypatch, slow: str) -> None:
+    """A backend made slow on purpose (20 ms per optimiser step) loses the probe."""
+    x, y = digits
+    job = _Job(MLPRecipe(hidden=(8,), epochs=1, batch_size=16), x, y, 10, x[:5])
+    original = getattr(_Job, slow)
+
+    def sluggish(self, *args, **kwargs):
+        on_step = args[-1] if slow == "one_by_one" else args[3]
+
+        def slower() -> None:
+            time.sleep(0.02)
+            on_step()
+
+        args = (*args[:-1], slower) if slow == "one_by_one" else (*args[:3], slower)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(_Job, slow, sluggish)
+    backend, report = choose(job, "auto", 4, workers=1)
+    assert backend == ("sequential" if slow == "stacked" else "vmap")
+    assert set(report.probe) == {"vmap", "sequential"}
+    assert report.notes[-1].endswith(f"chose {backend}")
+    slowest = "vmap" if slow == "stacked" else "sequential"
+    assert report.probe[slowest] > report.probe[backend]
 
 
 def test_sklearn_recipe_in_an_ensemble(digits, masks) -> None:
@@ -245,13 +279,14 @@ from unmeasured.progress import Progress
 from unmeasured.training import MLPRecipe, train_ensemble
 
 class StallAfter(Progress):
-    # after three finished models (vmap: chunks of two), stall as if the next took forever
+    # after three finished models of two epochs (vmap: two chunks of two), stall as if the next
+    # took forever
     def task(self, description, total=None):
         from contextlib import contextmanager
-        finished = []
+        finished = [0.0]
         def advance(n=1):
-            finished.append(n)
-            if len(finished) == 3:
+            finished[0] += n
+            if finished[0] >= 6 - 1e-9:
                 time.sleep(600)
         @contextmanager
         def ctx():

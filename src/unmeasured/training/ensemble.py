@@ -7,9 +7,9 @@ Backends:
   models (weights ``[K, in, out]``, ``torch.baddbmm``; a query shared by all models goes
   as a broadcast view) and ``"torch.func"`` for any other
   architecture (``stack_module_state`` + ``functional_call`` + ``vmap``). ``"auto"`` picks
-  ``bmm`` whenever the network is a plain ``Flatten → (Linear → ReLU)* → Linear`` stack (it was
-  faster in every measurement, see docs/training.md), else ``torch.func`` after a dry run,
-  else sequential training, and says why in the `TrainingReport`.
+  ``bmm`` whenever the network is a plain ``Flatten → (Linear → ReLU)* → Linear`` stack, else
+  ``torch.func`` after a dry run, else sequential training, and says why in the
+  `TrainingReport`.
 * ``"sequential"``: a plain loop over `Recipe.fit` (the baseline).
 * ``"process"``: models trained in a local pool of spawned processes, one thread each.
 * ``"ray"``: models trained as Ray tasks on a local runtime or an existing cluster
@@ -24,20 +24,31 @@ per element this is exactly the per-model optimiser. Shorter last batches are pa
 records of weight zero. So the vmap backend trains the same models as the sequential loop, up to
 floating-point rounding.
 
-Every finished model's outputs go to the `OutputCache` at once (for vmap: every finished chunk
-of models), so an interrupted run resumes where it stopped.
+``backend="auto"`` does not assume that stacking wins: it times a few steps of each candidate
+(stacked, one model at a time, and a process pool predicted from a one-thread probe) on the
+run's own recipe and data, picks the fastest and writes the figures into
+`TrainingReport.notes` (on a 2-core CPU stacking wins for MLPs and loses for small CNNs).
+
+Before training, one line estimates the time (from the probe) and the memory, with a warning
+when the memory exceeds what the machine has free or a budget. Progress counts model-epochs and
+moves with every step. Every finished model's outputs go to the `OutputCache` at once (for
+vmap: every finished chunk of models), so a run killed even by ``kill -9`` resumes where it
+stopped; on Ctrl-C the trainer starts nothing new, keeps what finished, says how many models are
+cached and how to resume, and re-raises ``KeyboardInterrupt`` (the CLI exits 130).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import math
 import os
+import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
 
 import numpy as np
 import torch
@@ -48,6 +59,15 @@ from unmeasured.progress import Progress
 from unmeasured.provenance import sha256_arrays
 from unmeasured.training.cache import OutputCache, model_key
 from unmeasured.training.recipes import Recipe, TorchRecipe, steps_per_epoch
+from unmeasured.training.resources import (
+    PROCESS_BASELINE_BYTES,
+    TrainingEstimate,
+    activation_floats,
+    budget_bytes,
+    check_memory,
+    free_device_bytes,
+    free_host_bytes,
+)
 
 BACKENDS = ("auto", "vmap", "sequential", "process", "ray")
 ENGINES = ("auto", "bmm", "torch.func")
@@ -57,6 +77,15 @@ ENGINES = ("auto", "bmm", "torch.func")
 CHUNK_PARAMETERS = 3_000_000
 #: floats in the widest activation of a query pass (bounds the memory of querying a chunk)
 _QUERY_FLOATS = 1 << 22
+#: optimiser steps a probe times (after one untimed step that pays one-off costs)
+PROBE_STEPS = 2
+#: most models a probe of stacked training stacks
+PROBE_MODELS = 8
+#: seconds to start one spawned worker (importing torch and this package; measured 2-3 s on a
+#: 2-core CPU), paid once per pool
+PROCESS_START_SECONDS = 3.0
+#: seconds between progress updates (a step of a small model takes well under a millisecond)
+_PROGRESS_INTERVAL = 0.1
 
 
 @dataclass
@@ -66,19 +95,28 @@ class TrainingReport:
     Attributes:
         backend: the backend that trained (after ``"auto"`` and fallbacks).
         engine: for vmap, ``"bmm"`` or ``"torch.func"``.
+        device: the device type the models trained on.
         chunk_size: for vmap, the most models stacked at once.
         trained: models trained by this call.
         cached: models whose outputs came from the cache.
         seconds: wall time of the call.
-        notes: why a backend or engine was not used, in words.
+        probe: seconds per model-step each candidate took in the probe (``"process"``:
+            predicted from a one-thread probe), when one ran.
+        estimate: the time and memory estimate made before training.
+        interrupted: whether Ctrl-C stopped the call (it then re-raised ``KeyboardInterrupt``).
+        notes: why a backend or engine was chosen or not used, in words.
     """
 
     backend: str = ""
     engine: str = ""
+    device: str = ""
     chunk_size: int = 0
     trained: int = 0
     cached: int = 0
     seconds: float = 0.0
+    probe: dict[str, float] = field(default_factory=dict)
+    estimate: TrainingEstimate | None = None
+    interrupted: bool = False
     notes: list[str] = field(default_factory=list)
 
 
@@ -97,35 +135,42 @@ def train_ensemble(
     chunk_size: int | None = None,
     workers: int | None = None,
     ray_address: str | None = None,
+    memory_budget_mb: float | None = None,
     report: TrainingReport | None = None,
 ) -> np.ndarray:
     """Train one model per row of ``masks`` and return their logits on ``query_x``.
 
     Args:
-        recipe: how to train each model.
+        recipe: how to train each model (a torch recipe's ``device`` says where).
         x, y: the training pool (labels in ``0..num_classes-1``).
         masks: bool ``(K, n)``: which pool records model k trains on.
         query_x: records to query every model on.
         seeds: one seed per model (its initialisation and batch order).
         num_classes: number of classes.
         backend: ``"auto"``, ``"vmap"``, ``"sequential"``, ``"process"`` or ``"ray"``.
-            ``"auto"``: vmap for torch recipes that stack, a process pool for other recipes
+            ``"auto"``: for torch recipes the fastest of a short probe of vmap, sequential and
+            (with several cores on a CPU) a process pool; for other recipes a process pool
             when there are several models and cores, else sequential.
         cache_dir: where finished models' outputs are kept (None: no cache).
-        progress: progress reporter (its ``log`` also gets the fallback notes).
+        progress: progress reporter, in model-epochs; its ``log`` gets the estimate, the
+            warnings and the notes.
         chunk_size: most models stacked at once by vmap (default: about `CHUNK_PARAMETERS`
             parameters per chunk).
         workers: processes (or Ray CPUs) for ``"process"`` and a local Ray runtime (default:
             the usable cores).
         ray_address: a running Ray cluster to use (default: start a local runtime).
+        memory_budget_mb: warn before training when the estimated memory exceeds this (default:
+            ``$UNMEASURED_MEMORY_BUDGET_MB``, else only the machine's free memory).
         report: filled with what was trained, what came from the cache, and why.
 
     Returns:
         float32 logits of shape ``(K, len(query_x), num_classes)``.
 
     Raises:
-        ConfigError: inconsistent shapes, seeds or an unknown backend.
+        ConfigError: inconsistent shapes, seeds, an unknown backend or an unavailable device.
         MissingDependencyError: ``backend="ray"`` without Ray installed.
+        KeyboardInterrupt: on Ctrl-C, after every finished model is cached and the count and
+            how to resume are logged.
 
     Example:
         >>> from unmeasured.training import LogisticRecipe
@@ -141,11 +186,11 @@ def train_ensemble(
     x, y, masks, query_x = _check_inputs(x, y, masks, query_x, seeds, num_classes, backend)
     k_total = len(masks)
     seeds = [int(s) for s in seeds]
-    out = np.zeros((k_total, len(query_x), num_classes), dtype=np.float32)
+    report.device = recipe.device_type()
 
     cache = OutputCache(cache_dir) if cache_dir is not None else None
     keys: list[str] = []
-    todo = list(range(k_total))
+    hits: dict[int, np.ndarray] = {}
     if cache is not None:
         recipe_key = recipe.cache_key()
         data_digest = sha256_arrays(x, y, np.array([num_classes]))
@@ -154,47 +199,149 @@ def train_ensemble(
             model_key(recipe_key, data_digest, masks[k], seeds[k], query_digest)
             for k in range(k_total)
         ]
-        todo = []
         for k in range(k_total):
             hit = cache.get(keys[k])
-            if hit is not None and hit.shape == out.shape[1:]:
-                out[k] = hit
-            else:
-                todo.append(k)
-    report.cached = k_total - len(todo)
+            if hit is not None and hit.shape == (len(query_x), num_classes):
+                hits[k] = hit
+    todo = [k for k in range(k_total) if k not in hits]
+    report.cached = len(hits)
 
-    def done(index: Sequence[int], logits: np.ndarray) -> None:
-        for k, lg in zip(index, logits, strict=True):
-            out[k] = lg
-            if cache is not None:
-                cache.put(keys[k], lg)
-        report.trained += len(index)
-        advance(len(index))
-
-    if not todo:
+    job = _Job(recipe, x, y, num_classes, query_x)
+    plan = None
+    if todo:
+        plan = _plan(job, backend, masks, seeds, todo, chunk_size, workers, report)
+        for note in report.notes:
+            progress.log(note)
+        report.estimate = _estimate(job, plan, masks, todo, k_total, memory_budget_mb)
+        progress.log(report.estimate.line())
+        for warning in report.estimate.warnings:
+            progress.log(warning)
+    # allocated only after the estimate had its say
+    out = np.zeros((k_total, len(query_x), num_classes), dtype=np.float32)
+    for k, hit in hits.items():
+        out[k] = hit
+    if plan is None:
         report.backend = "cache"
         report.seconds = time.perf_counter() - start
         return out
-    job = _Job(recipe, x, y, num_classes, query_x)
-    chosen, engine = _choose(job, backend, len(todo), workers, report)
-    for note in report.notes:
-        progress.log(note)
-    report.backend = chosen
-    with progress.task(f"Training {len(todo)} models ({chosen})", total=len(todo)) as advance:
-        if chosen == "vmap":
-            report.engine = engine
-            size = chunk_size or auto_chunk_size(recipe, x.shape[1:], num_classes)
-            batch_size = cast(TorchRecipe, recipe).batch_size
-            for index in _stack_chunks(batch_size, masks, todo, size):
-                report.chunk_size = max(report.chunk_size, len(index))
-                done(index, job.stacked(masks[index], [seeds[k] for k in index], engine))
-        elif chosen == "sequential":
-            for k in todo:
-                done([k], job.one_by_one(masks[[k]], [seeds[k]]))
-        else:
-            _fan_out(chosen, job, masks, seeds, todo, done, workers, ray_address)
-    report.seconds = time.perf_counter() - start
+    report.backend, report.engine = plan.backend, plan.engine
+    try:
+        _train(job, plan, masks, seeds, todo, out, cache, keys, progress, report, ray_address)
+    except KeyboardInterrupt:
+        report.interrupted = True
+        progress.log(_interrupted_message(report, k_total, cache_dir))
+        raise
+    finally:
+        report.seconds = time.perf_counter() - start
     return out
+
+
+@dataclass
+class _Plan:
+    """How the models will train: the backend, the vmap engine and chunks, the workers."""
+
+    backend: str
+    engine: str = ""
+    chunks: list[list[int]] = field(default_factory=list)
+    workers: int = 1
+    probe: _Probe | None = None
+
+
+def _train(
+    job: _Job,
+    plan: _Plan,
+    masks: np.ndarray,
+    seeds: list[int],
+    todo: list[int],
+    out: np.ndarray,
+    cache: OutputCache | None,
+    keys: list[str],
+    progress: Progress,
+    report: TrainingReport,
+    ray_address: str | None,
+) -> None:
+    epochs = _epochs(job.recipe)
+    total = len(todo) * epochs
+    what = f"Training {len(todo)} models ({plan.backend}, {report.device}), model-epochs"
+    with progress.task(what, total=total) as advance:
+        ticker = _Ticker(advance)
+
+        def done(index: Sequence[int], logits: np.ndarray) -> None:
+            for k, lg in zip(index, logits, strict=True):
+                out[k] = lg
+                if cache is not None:
+                    cache.put(keys[k], lg)
+                report.trained += 1
+            ticker.finish(len(index) * epochs)
+
+        if plan.backend == "vmap":
+            for index in plan.chunks:
+                report.chunk_size = max(report.chunk_size, len(index))
+                per_step = len(index) / _steps_per_epoch(job.recipe, int(masks[index[0]].sum()))
+                logits = job.stacked(
+                    masks[index],
+                    [seeds[k] for k in index],
+                    plan.engine,
+                    functools.partial(ticker.step, per_step),
+                )
+                done(index, logits)
+        elif plan.backend == "sequential":
+            for k in todo:
+                per_step = 1 / _steps_per_epoch(job.recipe, int(masks[k].sum()))
+                step = functools.partial(ticker.step, per_step)
+                done([k], job.one_by_one(masks[[k]], [seeds[k]], step))
+        else:
+            _fan_out(plan.backend, job, masks, seeds, todo, done, plan.workers, ray_address)
+
+
+class _Ticker:
+    """Advances a progress bar by fractions of model-epochs as steps go by, at most every
+    `_PROGRESS_INTERVAL` seconds, and by the exact remainder when models finish (so the bar ends
+    on whole numbers)."""
+
+    def __init__(self, advance: Callable[[float], None]) -> None:
+        self.advance = advance
+        self.pending = 0.0  # stepped but not yet shown
+        self.shown = 0.0  # shown for the models in flight
+        self.last = time.perf_counter()
+
+    def step(self, amount: float = 1.0) -> None:
+        self.pending += amount
+        now = time.perf_counter()
+        if now - self.last >= _PROGRESS_INTERVAL:
+            self.advance(self.pending)
+            self.shown += self.pending
+            self.pending, self.last = 0.0, now
+
+    def finish(self, model_epochs: float) -> None:
+        """Models worth ``model_epochs`` finished: show what is left of them."""
+        self.advance(model_epochs - self.shown)
+        self.pending = self.shown = 0.0
+        self.last = time.perf_counter()
+
+
+def _steps_per_epoch(recipe: Recipe, n: int) -> int:
+    """Optimiser steps per epoch of a model trained on ``n`` records (1 without batches)."""
+    return steps_per_epoch(n, recipe.batch_size) if isinstance(recipe, TorchRecipe) else 1
+
+
+def _epochs(recipe: Recipe) -> int:
+    """Epochs per model: a torch recipe's ``epochs``; one for recipes without epochs."""
+    return recipe.epochs if isinstance(recipe, TorchRecipe) else 1
+
+
+def _interrupted_message(report: TrainingReport, k_total: int, cache_dir: str | Path | None) -> str:
+    if cache_dir is None:
+        return (
+            f"interrupted: {report.trained} of {k_total} models had finished but no cache "
+            "directory is set, so none is kept; set cache_dir to make training resumable"
+        )
+    kept = report.cached + report.trained
+    return (
+        f"interrupted: {kept} of {k_total} models are cached in {cache_dir} ({report.trained} "
+        f"trained by this run); run the same command again to resume: the cached models are "
+        f"reused and the other {k_total - kept} train"
+    )
 
 
 def _check_inputs(
@@ -240,11 +387,55 @@ def _usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _choose(
-    job: _Job, backend: str, k: int, workers: int | None, report: TrainingReport
-) -> tuple[str, str]:
-    """The backend (and vmap engine) to train with, noting in ``report`` why not another."""
+class _ProbeDone(Exception):
+    """Raised from a step callback to end a probe after its timed steps."""
+
+
+def _time_steps(run: Callable[[Callable[[], None]], object]) -> tuple[float, float] | None:
+    """Seconds of the fastest of `PROBE_STEPS` optimiser steps of ``run`` (which calls its
+    argument after every step), not counting the first, and seconds until the first step ended
+    (building models, the optimiser, one step); None if ``run`` took fewer than two steps."""
+    stamps: list[float] = []
+
+    def on_step() -> None:
+        stamps.append(time.perf_counter())
+        if len(stamps) > PROBE_STEPS:
+            raise _ProbeDone
+
+    start = time.perf_counter()
+    with contextlib.suppress(_ProbeDone):
+        run(on_step)
+    if len(stamps) < 2:
+        return None
+    step = float(np.diff(stamps).min())
+    return step, max(stamps[0] - start - step, 0.0)
+
+
+@dataclass
+class _Probe:
+    """What a probe measured, per model: one optimiser step, and the setup before the steps."""
+
+    step: float
+    setup: float
+
+    def seconds(self, model_steps: int, models: int) -> float:
+        return model_steps * self.step + models * self.setup
+
+
+def _plan(
+    job: _Job,
+    backend: str,
+    masks: np.ndarray,
+    seeds: list[int],
+    todo: list[int],
+    chunk_size: int | None,
+    workers: int | None,
+    report: TrainingReport,
+) -> _Plan:
+    """The backend (vmap engine, chunks, workers) to train with, from a short probe where the
+    choice is ``"auto"``; why is noted in ``report``."""
     recipe = job.recipe
+    cores = workers or _usable_cores()
     if not isinstance(recipe, TorchRecipe):
         if backend == "vmap":
             raise ConfigError(
@@ -252,20 +443,148 @@ def _choose(
                 "not 'vmap' (only torch recipes stack)"
             )
         if backend == "auto":
-            cores = workers or _usable_cores()
-            return ("process" if k > 1 and cores > 1 else "sequential"), ""
-        return backend, ""
-    if backend not in ("auto", "vmap"):
-        return backend, ""
+            backend = "process" if len(todo) > 1 and cores > 1 else "sequential"
+        return _Plan(backend, workers=cores)
+    first = todo[0]
+    pool_workers = min(cores, len(todo))
+
+    def probe_one_by_one() -> _Probe | None:
+        timed = _time_steps(lambda on_step: job.one_by_one(masks[[first]], [seeds[first]], on_step))
+        return None if timed is None else _Probe(*timed)
+
+    def probe_process() -> _Probe | None:
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)  # as in a worker
+        try:
+            one = probe_one_by_one()
+        finally:
+            torch.set_num_threads(before)
+        if one is None:
+            return None
+        return _Probe(one.step / pool_workers, one.setup / pool_workers)
+
+    single = {"sequential": probe_one_by_one, "process": probe_process, "ray": probe_process}
+    if backend in single:
+        return _Plan(backend, workers=cores, probe=single[backend]())
     engine, reason = job.engine(recipe)
     if engine is None:
         report.notes.append(f"vmap not possible ({reason}); training one model at a time")
-        return "sequential", ""
+        return _Plan("sequential", probe=probe_one_by_one())
     if reason:
         report.notes.append(reason)
-    if backend == "auto" and k <= 1:
-        return "sequential", ""
-    return "vmap", engine
+    size = chunk_size or auto_chunk_size(recipe, job.x.shape[1:], job.num_classes)
+    chunks = _stack_chunks(recipe.batch_size, masks, todo, size)
+    stacked = _Plan("vmap", engine, chunks)
+
+    def probe_stacked() -> _Probe | None:
+        # a probe of the first chunk's first models: a chunk of thousands of tiny models
+        # would take longer to build than the probe is worth
+        index = chunks[0][:PROBE_MODELS]
+        timed = _time_steps(
+            lambda on_step: job.stacked(masks[index], [seeds[k] for k in index], engine, on_step)
+        )
+        return None if timed is None else _Probe(timed[0] / len(index), timed[1] / len(index))
+
+    if backend == "vmap":
+        stacked.probe = probe_stacked()
+        return stacked
+    if len(todo) <= 1:
+        return _Plan("sequential", probe=probe_one_by_one())
+    candidates = {"vmap": probe_stacked, "sequential": probe_one_by_one}
+    if cores > 1 and recipe.device_type() == "cpu":
+        candidates["process"] = probe_process
+    measured = {name: probe() for name, probe in candidates.items()}
+    timed = {name: p for name, p in measured.items() if p is not None}
+    if not timed:  # fewer than two steps per model: nothing to time, and little to lose
+        return stacked
+    report.probe = {name: p.step for name, p in timed.items()}
+    model_steps = _model_steps(recipe, masks, todo)
+
+    def total(name: str) -> float:
+        start = PROCESS_START_SECONDS if name == "process" else 0.0
+        return timed[name].seconds(model_steps, len(todo)) + start
+
+    best = min(timed, key=total)
+    figures = ", ".join(f"{name} {1e3 * p.step:.3g} ms" for name, p in timed.items())
+    process_note = (
+        f" (process: {pool_workers} workers, predicted from a one-thread probe, "
+        f"+{PROCESS_START_SECONDS:.0f} s to start)"
+        if "process" in timed
+        else ""
+    )
+    report.notes.append(
+        f"auto: probe of {PROBE_STEPS} steps, per model-step {figures}{process_note}; chose {best}"
+    )
+    if best == "vmap":
+        stacked.probe = timed[best]
+        return stacked
+    return _Plan(best, workers=cores, probe=timed[best])
+
+
+def _model_steps(recipe: TorchRecipe, masks: np.ndarray, todo: Sequence[int]) -> int:
+    """Optimiser steps of all models to train, each on its own batch schedule."""
+    sizes = masks[list(todo)].sum(axis=1)
+    return int(sum(steps_per_epoch(int(n), recipe.batch_size) for n in sizes)) * recipe.epochs
+
+
+def _estimate(
+    job: _Job,
+    plan: _Plan,
+    masks: np.ndarray,
+    todo: list[int],
+    k_total: int,
+    memory_budget_mb: float | None,
+) -> TrainingEstimate:
+    """Time (from the plan's probe) and memory of training ``todo``, checked against the free
+    memory and the budget."""
+    recipe = job.recipe
+    n_query, classes = len(job.query_x), job.num_classes
+    output_bytes = 4 * k_total * n_query * classes
+    device = recipe.torch_device() if isinstance(recipe, TorchRecipe) else torch.device("cpu")
+    # per model (or chunk): training state, activations and query pass
+    stacked = max((len(c) for c in plan.chunks), default=1)
+    if isinstance(recipe, TorchRecipe):
+        model = recipe.build(job.x.shape[1:], classes, seed=0)
+        parameters = sum(p.numel() for p in model.parameters())
+        moments = {"adam": 2, "sgd": 1 if recipe.momentum > 0 else 0}[recipe.optimizer]
+        per_record, widest = activation_floats(model, job.x.shape[1:])
+        rows = min(n_query, max(64, _QUERY_FLOATS // max(stacked * widest, 1)))
+        floats = stacked * (
+            parameters * (2 + moments)  # weights, gradients, optimiser state
+            + 2 * recipe.batch_size * per_record  # activations and their gradients
+            + rows * per_record  # one slice of the query pass
+            + n_query * classes  # the chunk's logits before they join the outputs
+        )
+        working = 4 * floats + 12 * stacked * int(masks.sum(axis=1).max())  # batch indices
+    else:
+        working = 2 * job.x.nbytes + 4 * n_query * classes  # a subset's copy, one model's logits
+    device_bytes = working + (job.x.nbytes + job.query_x.nbytes if device.type != "cpu" else 0)
+    if plan.backend == "process":
+        host_bytes = output_bytes + plan.workers * (
+            PROCESS_BASELINE_BYTES + job.x.nbytes + job.query_x.nbytes + working
+        )
+    else:
+        host_bytes = output_bytes + (working if device.type == "cpu" else 0)
+    seconds = None
+    if plan.probe is not None and isinstance(recipe, TorchRecipe):
+        seconds = plan.probe.seconds(_model_steps(recipe, masks, todo), len(todo))
+        seconds += PROCESS_START_SECONDS if plan.backend == "process" else 0.0
+    estimate = TrainingEstimate(
+        models=len(todo),
+        model_epochs=len(todo) * _epochs(recipe),
+        backend=plan.backend,
+        device=device.type,
+        seconds=seconds,
+        seconds_per_model_step=plan.probe.step if plan.probe is not None else None,
+        memory_bytes=int(host_bytes),
+        output_bytes=output_bytes,
+        free_bytes=free_host_bytes(),
+        budget_bytes=budget_bytes(memory_budget_mb),
+        device_bytes=int(device_bytes) if device.type != "cpu" else None,
+        device_free_bytes=free_device_bytes(device),
+    )
+    check_memory(estimate)
+    return estimate
 
 
 def auto_chunk_size(recipe: Recipe, input_shape: tuple[int, ...], num_classes: int) -> int:
@@ -303,13 +622,23 @@ class _Job:
     num_classes: int
     query_x: np.ndarray
 
-    def one_by_one(self, masks: np.ndarray, seeds: Sequence[int]) -> np.ndarray:
-        """Train the given models one after another; their query logits ``(k, nq, C)``."""
+    def one_by_one(
+        self,
+        masks: np.ndarray,
+        seeds: Sequence[int],
+        on_step: Callable[[], None] | None = None,
+    ) -> np.ndarray:
+        """Train the given models one after another; their query logits ``(k, nq, C)``.
+        ``on_step`` is called after every optimiser step of a torch recipe."""
         outs = []
         for mask, seed in zip(masks, seeds, strict=True):
-            model = self.recipe.fit(
-                self.x[mask], self.y[mask], num_classes=self.num_classes, seed=int(seed)
-            )
+            x, y = self.x[mask], self.y[mask]
+            if isinstance(self.recipe, TorchRecipe):
+                model = self.recipe.fit(
+                    x, y, num_classes=self.num_classes, seed=int(seed), on_step=on_step
+                )
+            else:
+                model = self.recipe.fit(x, y, num_classes=self.num_classes, seed=int(seed))
             outs.append(
                 self.recipe.predict_logits(model, self.query_x, num_classes=self.num_classes)
             )
@@ -331,9 +660,23 @@ class _Job:
             return None, f"torch.func cannot run this network: {type(e).__name__}: {e}"
         return "torch.func", "not a Flatten/Linear/ReLU stack: stacking with torch.func"
 
-    def stacked(self, masks: np.ndarray, seeds: Sequence[int], engine: str) -> np.ndarray:
+    def stacked(
+        self,
+        masks: np.ndarray,
+        seeds: Sequence[int],
+        engine: str,
+        on_step: Callable[[], None] | None = None,
+    ) -> np.ndarray:
         return train_stacked(
-            self.recipe, self.x, self.y, self.num_classes, self.query_x, masks, seeds, engine
+            self.recipe,
+            self.x,
+            self.y,
+            self.num_classes,
+            self.query_x,
+            masks,
+            seeds,
+            engine,
+            on_step=on_step,
         )
 
 
@@ -353,9 +696,11 @@ _WORKER_JOB: _Job | None = None
 
 
 def _init_worker(job: _Job) -> None:
-    """Runs once in each worker process: one thread (the pool supplies the parallelism)."""
+    """Runs once in each worker process: one thread (the pool supplies the parallelism), and
+    Ctrl-C left to the parent, which stops the pool."""
     global _WORKER_JOB
     _WORKER_JOB = job
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _one_thread()
 
 
@@ -385,21 +730,11 @@ def _fan_out(
     workers: int | None,
     ray_address: str | None,
 ) -> None:
-    """One task per model (each result is cached as soon as it arrives)."""
+    """One task per model (each result is cached as soon as it arrives; on Ctrl-C the results
+    that already arrived are kept and the workers are stopped)."""
     workers = max(1, min(workers or _usable_cores(), len(todo)))
     if kind == "process":
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        with ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=mp.get_context("spawn"),
-            initializer=_init_worker,
-            initargs=(job,),
-        ) as pool:
-            futures = {pool.submit(_worker_train, masks[[k]], [seeds[k]]): k for k in todo}
-            for fut in as_completed(futures):
-                done([futures[fut]], fut.result())
+        _process_pool(job, masks, seeds, todo, done, workers)
         return
     try:
         import ray
@@ -424,6 +759,49 @@ def _fan_out(
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _process_pool(
+    job: _Job,
+    masks: np.ndarray,
+    seeds: Sequence[int],
+    todo: Sequence[int],
+    done: Callable[[Sequence[int], np.ndarray], None],
+    workers: int,
+) -> None:
+    import multiprocessing as mp
+    import queue
+
+    arrived: queue.SimpleQueue = queue.SimpleQueue()
+    pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(job,))
+    try:
+        for k in todo:
+            pool.apply_async(
+                _worker_train,
+                (masks[[k]], [seeds[k]]),
+                callback=lambda logits, k=k: arrived.put((k, logits, None)),
+                error_callback=lambda error, k=k: arrived.put((k, None, error)),
+            )
+        for _ in todo:
+            while True:  # a timeout keeps the wait interruptible by Ctrl-C
+                try:
+                    k, logits, error = arrived.get(timeout=0.5)
+                    break
+                except queue.Empty:
+                    continue
+            if error is not None:
+                raise error
+            done([k], logits)
+    except KeyboardInterrupt:
+        pool.terminate()  # models in flight are dropped, not finished
+        while not arrived.empty():  # finished before the interrupt: keep them
+            k, logits, error = arrived.get()
+            if error is None:
+                done([k], logits)
+        raise
+    finally:
+        pool.terminate()
+        pool.join()
 
 
 # ---------------------------------------------------------------- stacked (vmap) training
@@ -530,12 +908,15 @@ def train_stacked(
     masks: np.ndarray,
     seeds: Sequence[int],
     engine: str = "auto",
+    *,
+    on_step: Callable[[], None] | None = None,
 ) -> np.ndarray:
-    """Train ``len(seeds)`` models of a torch recipe at once; their query logits ``(K, nq, C)``.
+    """Train ``len(seeds)`` models of a torch recipe at once, on the recipe's device; their
+    query logits ``(K, nq, C)``.
 
     Every model must have the same number of batches per epoch (``train_ensemble`` groups
     them so). ``engine``: ``"bmm"`` (MLPs only), ``"torch.func"`` or ``"auto"`` (bmm when it
-    applies).
+    applies). ``on_step`` (if given) is called after every optimiser step.
 
     Raises:
         ConfigError: not a torch recipe, an unknown engine, or ``"bmm"`` for a network that is
@@ -552,7 +933,8 @@ def train_stacked(
         raise ConfigError(
             f"masks: stacked models need the same number of batches per epoch, got {sorted(steps)}"
         )
-    models = [recipe.build(x.shape[1:], num_classes, int(s)) for s in seeds]
+    device = recipe.torch_device()
+    models = [recipe.build(x.shape[1:], num_classes, int(s)).to(device) for s in seeds]
     stack: _BmmStack | _FuncStack
     if engine != "torch.func" and _BmmStack.layers(models[0]) is not None:
         stack = _BmmStack(models)
@@ -562,11 +944,12 @@ def train_stacked(
         stack = _FuncStack(models)
     del models
     opt = recipe.make_optimizer(stack.params)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    xt, yt = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
     rngs = [np.random.default_rng([int(s), 7]) for s in seeds]  # as in recipes.batch_schedule
     n_steps = steps.pop()
     for _ in range(recipe.epochs):
         index, weight = _epoch_batches(train_index, rngs, bs, n_steps)
+        index, weight = index.to(device), weight.to(device)
         for it, wt in zip(index, weight, strict=True):
             flat = it.view(-1)
             # index_select, not xt[it]: advanced indexing is several times slower on CPU
@@ -578,10 +961,12 @@ def train_stacked(
             )
             ce.dot(wt.view(-1)).backward()
             opt.step()
+            if on_step is not None:
+                on_step()
     rows = max(64, _QUERY_FLOATS // (k * stack.widest))
     with torch.no_grad():
         out = [
-            stack.forward_shared(torch.from_numpy(query_x[i : i + rows]))
+            stack.forward_shared(torch.from_numpy(query_x[i : i + rows]).to(device))
             for i in range(0, len(query_x), rows)
         ]
-    return torch.cat(out, dim=1).numpy()
+    return torch.cat(out, dim=1).cpu().numpy()

@@ -1,8 +1,14 @@
 """Recipes: how to train a model like the target.
 
-A recipe holds hyper-parameters only: keyword-only, stored as given and checked against the
-constraints declared next to the class, so ``repr``, `Recipe.params` and `Recipe.cache_key`
+A recipe holds hyper-parameters only: stored under their own names as given and checked against
+the constraints declared next to the class, so ``repr``, `Recipe.params` and `Recipe.cache_key`
 follow from them. It trains one model with `Recipe.fit`.
+
+The cache key (`Recipe.cache_key`) is what keeps cached models from going stale: it covers every
+parameter of ``__init__`` (positional or keyword, defaults included, read back from the
+instance), any other public attribute the instance holds, the source of every recipe class in
+its hierarchy (a user's recipe file and this module alike: editing either retrains), the
+training loop's version, the device type and the versions of torch, scikit-learn and numpy.
 
 Torch recipes share one training loop whose randomness is fixed by the seed alone: the
 initialisation (``torch.manual_seed(seed)`` while `TorchRecipe.build` runs, in a forked RNG
@@ -16,9 +22,10 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import marshal
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -30,18 +37,18 @@ from unmeasured.audits.base import Constraint, interval, options
 from unmeasured.entrypoints import load_callable
 from unmeasured.errors import ConfigError, InputError, one_of
 from unmeasured.provenance import sha256_arrays
+from unmeasured.training.devices import DEVICE_CONSTRAINT, resolve_device
 
-#: Bumped whenever the training loop or the batch schedule changes what a seed trains, so that
-#: cached outputs of older loops are not reused.
-TRAINING_LOOP_VERSION = 1
+#: Bumped whenever the stacked training loop (``ensemble.py``) or the batch schedule changes what
+#: a seed trains, so that cached outputs of older loops are not reused (this module's own source
+#: is hashed into the key).
+TRAINING_LOOP_VERSION = 2
 
-
-#: torch's fused CPU Adam (2.4 and later): one pass over parameters and state instead of several,
-#: which is most of the optimiser's cost on stacked models (its first use imports torch._dynamo,
-#: about a second, once per process)
-_FUSED_CPU_ADAM = (
-    True if tuple(int(p) for p in torch.__version__.split(".")[:2]) >= (2, 4) else None
-)
+#: torch's fused Adam and SGD kernels, on the CPU from torch 2.4 (CUDA has them earlier): one pass
+#: over parameters and state instead of several, which is most of the optimiser's cost on stacked
+#: models (the first use imports torch._dynamo, about a second, once per process)
+_FUSED_OPTIMIZERS = tuple(int(p) for p in torch.__version__.split(".")[:2]) >= (2, 4)
+_FUSED_DEVICE_TYPES = ("cpu", "cuda")
 
 
 def _positive_ints(*, allow_empty: bool) -> Constraint:
@@ -84,35 +91,65 @@ def _qualified(obj: Any) -> str:
     return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
 
 
-def _source_digest(cls: type) -> str | None:
-    """Hash of the file defining a recipe class from outside this package, so that editing a
-    user's recipe invalidates its cached models."""
-    if cls.__module__.startswith("unmeasured."):
-        return None
-    try:
-        return hashlib.sha256(Path(inspect.getfile(cls)).read_bytes()).hexdigest()
-    except (OSError, TypeError):
-        return None
+def _source_digest(cls: type) -> str:
+    """sha256 over the source of every recipe class in ``cls``'s hierarchy: the files defining
+    them (a user's recipe file and this module), or, for a class defined where there is no file
+    (an interactive session), the compiled code of its methods."""
+    h = hashlib.sha256()
+    for klass in cls.__mro__:
+        if not (isinstance(klass, type) and issubclass(klass, Recipe)):
+            continue
+        h.update(klass.__qualname__.encode())
+        try:
+            h.update(Path(inspect.getfile(klass)).read_bytes())
+        except (OSError, TypeError):
+            for name, member in sorted(vars(klass).items()):
+                code = getattr(member, "__code__", None)
+                if code is not None:
+                    h.update(name.encode())
+                    h.update(marshal.dumps(code))
+    return h.hexdigest()
 
 
 class Recipe(ABC):
     """How to train a model like the target.
 
-    Subclasses take their hyper-parameters as keyword-only arguments stored under the same
-    names, declare ``constraints`` for them, call `validate` at the end of ``__init__``, and
-    implement `fit` and `predict_logits`.
+    Subclasses take their hyper-parameters as arguments stored under the same names
+    (keyword-only is the convention of the shipped recipes), declare ``constraints`` for them,
+    call `validate` at the end of ``__init__``, and implement `fit` and `predict_logits`.
     """
 
     constraints: ClassVar[dict[str, Constraint]] = {}
 
     @classmethod
     def param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [p.name for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY]
+        """The names of ``__init__``'s parameters, positional or keyword (not ``*args`` or
+        ``**kwargs``)."""
+        named = (
+            inspect.Parameter.POSITIONAL_ONLY,
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            inspect.Parameter.KEYWORD_ONLY,
+        )
+        return [p.name for p in inspect.signature(cls).parameters.values() if p.kind in named]
 
     def params(self) -> dict[str, Any]:
-        """The hyper-parameters, as given."""
+        """The hyper-parameters, as stored (defaults included).
+
+        Raises:
+            ConfigError: a parameter of ``__init__`` that the recipe does not store under its
+                own name (then no cache key could be sure to cover it).
+        """
+        missing = [k for k in self.param_names() if not hasattr(self, k)]
+        if missing:
+            raise ConfigError(
+                f"recipe: {type(self).__name__} must store its parameter '{missing[0]}' as "
+                f"self.{missing[0]} (parameters are read back for the cache key)"
+            )
         return {k: getattr(self, k) for k in self.param_names()}
+
+    def device_type(self) -> str:
+        """The type of device the recipe trains on (``"cpu"`` unless a subclass says)."""
+        return "cpu"
 
     def validate(self) -> None:
         """Check every declared constraint.
@@ -132,17 +169,26 @@ class Recipe(ABC):
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.params().items())})"
 
     def cache_key(self) -> str:
-        """A stable sha256 of everything that decides what a seed trains: the class (and the
-        source file of a recipe defined outside this package), the parameters, the training
-        loop's version and the versions of torch, scikit-learn and numpy."""
+        """A stable sha256 of everything that decides what a seed trains: the class and the
+        source of its hierarchy, every parameter (positional or keyword, defaults included) and
+        other public attribute, the training loop's version, the device type and the versions
+        of torch, scikit-learn and numpy.
+
+        The ``device`` setting itself is left out in favour of the device type it resolves to,
+        so ``"auto"`` and ``"cpu"`` share models on a machine without a GPU.
+        """
         import sklearn
 
         cls = type(self)
+        state = {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        state.update(self.params())
+        state.pop("device", None)
         blob = json.dumps(
             {
                 "recipe": _qualified(cls),
                 "source": _source_digest(cls),
-                "params": _canonical(self.params()),
+                "params": _canonical(state),
+                "device": self.device_type(),
                 "loop": TRAINING_LOOP_VERSION,
                 "torch": torch.__version__,
                 "sklearn": sklearn.__version__,
@@ -185,7 +231,8 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
 
 
 class TorchRecipe(Recipe):
-    """Base of torch recipes: minibatch training with cross-entropy and Adam or SGD.
+    """Base of torch recipes: minibatch training with cross-entropy and Adam or SGD, on the
+    recipe's ``device`` (``"auto"``: a GPU when there is one).
 
     Subclasses implement `architecture`; the training loop, the optimiser and the seeding are
     shared (and replayed by the ensemble trainer for many models at once).
@@ -198,6 +245,7 @@ class TorchRecipe(Recipe):
         "weight_decay": interval(0, math.inf, closed="left"),
         "optimizer": options("adam", "sgd"),
         "momentum": interval(0, 1, closed="left"),
+        "device": DEVICE_CONSTRAINT,
     }
 
     epochs: int
@@ -206,39 +254,76 @@ class TorchRecipe(Recipe):
     weight_decay: float
     optimizer: str
     momentum: float
+    #: where to train (a class default, so subclasses written before devices keep working)
+    device: str = "auto"
 
     @abstractmethod
     def architecture(self, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
         """The untrained network (called under a fixed seed by `build`)."""
 
+    def torch_device(self) -> torch.device:
+        """The device this recipe trains on, here (see `devices.resolve_device`).
+
+        Raises:
+            ConfigError: a GPU this machine does not have.
+        """
+        return resolve_device(self.device)
+
+    def device_type(self) -> str:
+        return self.torch_device().type
+
     def build(self, input_shape: Sequence[int], num_classes: int, seed: int) -> nn.Module:
-        """A freshly initialised model; its initialisation depends on ``seed`` only."""
+        """A freshly initialised model (on the CPU); its initialisation depends on ``seed``
+        only, wherever it trains afterwards."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return self.architecture(tuple(input_shape), num_classes)
 
     def make_optimizer(self, parameters: Any) -> torch.optim.Optimizer:
-        """The recipe's optimiser (torch's fused CPU kernels where this torch has them)."""
+        """The recipe's optimiser, with torch's fused kernels where this torch and device have
+        them (parameters must already be on their device)."""
+        parameters = list(parameters)
+        fused = (
+            True
+            if _FUSED_OPTIMIZERS and parameters and parameters[0].device.type in _FUSED_DEVICE_TYPES
+            else None
+        )
         if self.optimizer == "adam":
             return torch.optim.Adam(
-                parameters, lr=self.lr, weight_decay=self.weight_decay, fused=_FUSED_CPU_ADAM
+                parameters, lr=self.lr, weight_decay=self.weight_decay, fused=fused
             )
         return torch.optim.SGD(
-            parameters, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
+            parameters,
+            lr=self.lr,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            fused=fused,
         )
 
-    def fit(self, x: np.ndarray, y: np.ndarray, *, num_classes: int, seed: int) -> nn.Module:
-        model = self.build(x.shape[1:], num_classes, seed)
+    def fit(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        *,
+        num_classes: int,
+        seed: int,
+        on_step: Callable[[], None] | None = None,
+    ) -> nn.Module:
+        """Train one model; ``on_step`` (if given) is called after every optimiser step."""
+        device = self.torch_device()
+        model = self.build(x.shape[1:], num_classes, seed).to(device)
         model.train()
         opt = self.make_optimizer(model.parameters())
-        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-        yt = torch.from_numpy(np.asarray(y, dtype=np.int64))
+        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
+        yt = torch.from_numpy(np.asarray(y, dtype=np.int64)).to(device)
         for batch in batch_schedule(len(xt), self.batch_size, self.epochs, seed):
-            idx = torch.from_numpy(batch)
+            idx = torch.from_numpy(batch).to(device)
             opt.zero_grad(set_to_none=True)
             xb, yb = torch.index_select(xt, 0, idx), torch.index_select(yt, 0, idx)
             nn.functional.cross_entropy(model(xb), yb).backward()
             opt.step()
+            if on_step is not None:
+                on_step()
         model.eval()
         return model
 
@@ -246,11 +331,13 @@ class TorchRecipe(Recipe):
         self, model: nn.Module, x: np.ndarray, *, num_classes: int | None = None
     ) -> np.ndarray:
         model.eval()
+        first = next(model.parameters(), None)
+        device = first.device if first is not None else torch.device("cpu")
         out = []
         with torch.inference_mode():
             for start in range(0, len(x), 2048):
                 chunk = torch.from_numpy(np.ascontiguousarray(x[start : start + 2048], np.float32))
-                out.append(model(chunk).float().numpy())
+                out.append(model(chunk.to(device)).float().cpu().numpy())
         return np.concatenate(out)
 
 
@@ -262,10 +349,11 @@ class MLPRecipe(TorchRecipe):
         hidden: widths of the hidden layers (empty: a linear model).
         epochs, batch_size, lr, weight_decay: the training loop (L2 weight decay).
         optimizer: ``"adam"`` or ``"sgd"`` (with ``momentum``).
+        device: ``"auto"`` (a GPU when there is one), ``"cpu"``, ``"cuda"`` or ``"mps"``.
 
     Example:
         >>> MLPRecipe(hidden=(64,), epochs=2)
-        MLPRecipe(hidden=(64,), epochs=2, batch_size=128, lr=0.001, weight_decay=0.0, optimizer='adam', momentum=0.9)
+        MLPRecipe(hidden=(64,), epochs=2, batch_size=128, lr=0.001, weight_decay=0.0, optimizer='adam', momentum=0.9, device='auto')
     """
 
     constraints: ClassVar[dict[str, Constraint]] = {
@@ -283,6 +371,7 @@ class MLPRecipe(TorchRecipe):
         weight_decay: float = 0.0,
         optimizer: str = "adam",
         momentum: float = 0.9,
+        device: str = "auto",
     ) -> None:
         self.hidden = hidden
         self.epochs = epochs
@@ -291,6 +380,7 @@ class MLPRecipe(TorchRecipe):
         self.weight_decay = weight_decay
         self.optimizer = optimizer
         self.momentum = momentum
+        self.device = device
         self.validate()
 
     def architecture(self, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
@@ -312,7 +402,7 @@ class LogisticRecipe(TorchRecipe):
 
     Example:
         >>> LogisticRecipe(epochs=5)
-        LogisticRecipe(epochs=5, batch_size=128, lr=0.01, weight_decay=0.0, optimizer='adam', momentum=0.9)
+        LogisticRecipe(epochs=5, batch_size=128, lr=0.01, weight_decay=0.0, optimizer='adam', momentum=0.9, device='auto')
     """
 
     def __init__(
@@ -324,6 +414,7 @@ class LogisticRecipe(TorchRecipe):
         weight_decay: float = 0.0,
         optimizer: str = "adam",
         momentum: float = 0.9,
+        device: str = "auto",
     ) -> None:
         self.epochs = epochs
         self.batch_size = batch_size
@@ -331,6 +422,7 @@ class LogisticRecipe(TorchRecipe):
         self.weight_decay = weight_decay
         self.optimizer = optimizer
         self.momentum = momentum
+        self.device = device
         self.validate()
 
     def architecture(self, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
@@ -362,6 +454,7 @@ class CNNRecipe(TorchRecipe):
         weight_decay: float = 0.0,
         optimizer: str = "adam",
         momentum: float = 0.9,
+        device: str = "auto",
     ) -> None:
         self.channels = channels
         self.epochs = epochs
@@ -370,6 +463,7 @@ class CNNRecipe(TorchRecipe):
         self.weight_decay = weight_decay
         self.optimizer = optimizer
         self.momentum = momentum
+        self.device = device
         self.validate()
 
     def architecture(self, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
@@ -487,7 +581,7 @@ def load_recipe(spec: dict[str, Any], base_dir: Path, *, target_estimator: Any =
 
     Example:
         >>> load_recipe({"kind": "mlp", "hidden": [64], "epochs": 5}, Path("."))
-        MLPRecipe(hidden=[64], epochs=5, batch_size=128, lr=0.001, weight_decay=0.0, optimizer='adam', momentum=0.9)
+        MLPRecipe(hidden=[64], epochs=5, batch_size=128, lr=0.001, weight_decay=0.0, optimizer='adam', momentum=0.9, device='auto')
     """
     spec = dict(spec)
     kind = spec.pop("kind", None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,7 +64,15 @@ def _adapters(cls: type) -> dict[str, TypeAdapter[Any]]:
         hints = typing.get_type_hints(cls.__init__)  # type: ignore[misc]
     except Exception:  # an annotation that cannot be resolved is not checked
         return {}
-    return {k: TypeAdapter(v) for k, v in hints.items() if k in keyword_params(cls)}
+    adapters = {}
+    for name, hint in hints.items():
+        if name == "return":
+            continue
+        try:
+            adapters[name] = TypeAdapter(hint)
+        except Exception:  # a type pydantic cannot check (an estimator class, say)
+            continue
+    return adapters
 
 
 def _type_ok(adapter: TypeAdapter[Any], value: Any) -> bool:
@@ -95,20 +103,28 @@ def _type_name(adapter: TypeAdapter[Any]) -> str:
     return " or ".join(named) if named else "of the declared type"
 
 
-def check_params(obj: Any, owner: str, constraints: dict[str, Constraint]) -> None:
+def check_params(
+    obj: Any,
+    owner: str,
+    constraints: dict[str, Constraint],
+    names: Sequence[str] | None = None,
+) -> None:
     """Check every hyper-parameter of ``obj`` against its annotation and its constraint.
 
     Args:
-        obj: an audit or recipe whose keyword-only parameters are stored under the same names.
+        obj: an audit or recipe whose parameters are stored under the same names.
         owner: how to name it in messages (``"membership.lira"``, ``"MLPRecipe"``).
         constraints: the declared constraints, by parameter name.
+        names: the parameters to check (default: the keyword-only ones).
 
     Raises:
         ConfigError: ``<param>: <owner>'s '<param>' must be ...; got <value>`` for the first
             parameter at fault (the caller prefixes the config field).
     """
     adapters = _adapters(type(obj))
-    for key in keyword_params(type(obj)):
+    for key in keyword_params(type(obj)) if names is None else names:
+        if not hasattr(obj, key):  # not stored: the owner's own checks say so in its words
+            continue
         value = getattr(obj, key)
         constraint = constraints.get(key)
         adapter = adapters.get(key)

@@ -33,9 +33,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from unmeasured.audits.base import Constraint, interval, options
 from unmeasured.entrypoints import load_callable
 from unmeasured.errors import ConfigError, InputError, one_of
+from unmeasured.params import Constraint, check_params, interval, options
 from unmeasured.provenance import sha256_arrays
 from unmeasured.training.devices import DEVICE_CONSTRAINT, resolve_device
 
@@ -152,18 +152,16 @@ class Recipe(ABC):
         return "cpu"
 
     def validate(self) -> None:
-        """Check every declared constraint.
+        """Check every parameter against its typed signature and declared constraint (a
+        string is never read as a number).
 
         Raises:
             ConfigError: one line naming ``recipe.<parameter>``, the rule and the value.
         """
-        for key, constraint in self.constraints.items():
-            value = getattr(self, key)
-            if not constraint.check(value):
-                raise ConfigError(
-                    f"recipe.{key}: {type(self).__name__}'s '{key}' must be "
-                    f"{constraint.description}; got {value!r}"
-                )
+        try:
+            check_params(self, type(self).__name__, self.constraints, self.param_names())
+        except ConfigError as e:
+            raise ConfigError(f"recipe.{e}") from None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.params().items())})"

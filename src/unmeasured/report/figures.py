@@ -331,3 +331,34 @@ def metric_curves_svg(
         ax.set_ylabel(ylabel)
         ax.legend(fontsize=8, frameon=False, loc="best")
         return _svg(fig, f"{ylabel} against {xlabel}")
+
+
+def heatmap_svg(
+    values: np.ndarray, rows: Sequence[str], columns: Sequence[str], *, xlabel: str, label: str
+) -> str:
+    """A table of values in [0, 1] as coloured cells with the value written in each (e.g.
+    accuracy per corruption type and severity).
+
+    Args:
+        values: ``(len(rows), len(columns))`` numbers in [0, 1].
+        rows, columns: the labels.
+        xlabel: what the columns are.
+        label: what the values are (the colour bar and the figure's description).
+
+    Returns:
+        The ``<svg>`` element as text.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    with matplotlib.rc_context(_STYLE | {"axes.grid": False}):
+        fig = Figure(figsize=(1.6 + 0.75 * len(columns), 0.9 + 0.28 * len(rows)))
+        ax = fig.add_subplot()
+        image = ax.imshow(values, cmap="RdYlGn", vmin=0.0, vmax=1.0, aspect="auto")
+        for (i, j), v in np.ndenumerate(values):
+            ax.text(j, i, f"{100 * v:.0f}", ha="center", va="center", fontsize=7)
+        ax.set_xticks(np.arange(len(columns)), list(columns))
+        ax.set_yticks(np.arange(len(rows)), list(rows))
+        ax.set_xlabel(xlabel)
+        fig.colorbar(
+            image, ax=ax, fraction=0.05, pad=0.02, label=f"{label} (%)"
+        ).ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{100 * v:.0f}"))
+        return _svg(fig, label)

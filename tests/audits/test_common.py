@@ -11,7 +11,9 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import pytest
+import torch
 from sklearn.datasets import load_digits
+from torch import nn
 
 from unmeasured.api import audit
 from unmeasured.audits.base import Requirements
@@ -47,8 +49,16 @@ def tiny() -> dict:
         "population": (x[320:480], y[320:480]),
         "test": (x[480:], y[480:]),
     }
-    model = RECIPE.fit(*roles["members"], num_classes=10, seed=0)
-    return {"model": model, "roles": roles}
+    # the target has batch norm so that every audit (bn_adaptation too) can run on it
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 10))
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    xm, ym = (torch.from_numpy(a) for a in roles["members"])
+    for _ in range(100):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(xm), ym).backward()
+        optimizer.step()
+    return {"model": model.eval(), "roles": roles}
 
 
 def _cheap(name: str) -> dict:

@@ -18,8 +18,8 @@ import numpy as np
 from unmeasured.errors import TargetError, one_of
 
 #: what a target can give an audit: predicted labels, per-class scores, raw logits, input
-#: gradients, its weights, named layers' features
-CAPABILITIES = ("labels", "scores", "logits", "gradients", "weights", "layers")
+#: gradients, its weights, named layers' features, batch-norm layers with running statistics
+CAPABILITIES = ("labels", "scores", "logits", "gradients", "weights", "layers", "batchnorm")
 OutputKind = Literal["logits", "probabilities"]
 OUTPUT_KINDS = ("logits", "probabilities")
 

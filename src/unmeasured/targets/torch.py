@@ -56,6 +56,14 @@ class TorchTarget(Target):
 
     white_box = frozenset({"gradients", "weights", "layers"})
 
+    @property
+    def capabilities(self) -> frozenset[str]:
+        has_bn = any(
+            isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+            for m in self.module.modules()
+        )
+        return super().capabilities | ({"batchnorm"} if has_bn else set())
+
     def __init__(
         self,
         module: nn.Module,

@@ -38,9 +38,7 @@ def load_callable(
             raise error(f"{field}: cannot import {source}")
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[module_spec.name] = module
-        # the file may import its neighbours (a recipe.py importing model.py next to it)
-        if str(path.parent) not in sys.path:
-            sys.path.insert(0, str(path.parent))
+        _make_neighbours_importable(path.parent)
         try:
             module_spec.loader.exec_module(module)
         except Exception as e:
@@ -54,3 +52,18 @@ def load_callable(
     if not callable(fn):
         raise error(f"{field}: '{spec}': no function '{name}' in {source}")
     return fn, path
+
+
+def _make_neighbours_importable(folder: Path) -> None:
+    """Let a user's file import the modules next to it (a recipe.py importing model.py): the
+    folder goes first on ``sys.path``, and a module of the same name cached from another folder
+    (an earlier config of the same process) is forgotten so the neighbour is imported instead."""
+    folder = folder.resolve()
+    if str(folder) in sys.path:
+        sys.path.remove(str(folder))
+    sys.path.insert(0, str(folder))
+    for neighbour in folder.glob("*.py"):
+        cached = sys.modules.get(neighbour.stem)
+        origin = getattr(cached, "__file__", None)
+        if cached is not None and origin and Path(origin).resolve().parent != folder:
+            del sys.modules[neighbour.stem]

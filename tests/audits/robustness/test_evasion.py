@@ -92,3 +92,53 @@ def test_square_needs_only_scores(digits_mlp) -> None:
     )
     with pytest.raises(Exception, match="needs a target that gives gradients"):
         _digits_run(target, digits_mlp, [("robustness.pgd", {"epsilons": [0.1]})])
+
+
+def test_transfer_from_a_surrogate_breaks_a_black_box(digits_mlp) -> None:
+    from unmeasured.data import load_builtin
+    from unmeasured.training import MLPRecipe
+
+    records = load_builtin("digits")
+    order = torch.randperm(len(records), generator=torch.Generator().manual_seed(0)).numpy()
+    population = (records.x[order][300:], records.y[order][300:])
+    module = digits_mlp.model
+
+    def labels_only(x: np.ndarray) -> np.ndarray:  # a prediction API that returns one-hot labels
+        with torch.no_grad():
+            predicted = module(torch.from_numpy(x)).argmax(dim=1)
+        return torch.nn.functional.one_hot(predicted, 10).double().numpy()
+
+    target = CallableTarget(labels_only, num_classes=10, output="probabilities")
+    run = audit(
+        target,
+        test=(digits_mlp.x.numpy(), digits_mlp.y.numpy()),
+        population=population,
+        recipe=MLPRecipe(hidden=(64,), epochs=30, batch_size=64, lr=3e-3),
+        input_bounds=(0.0, 1.0),
+        audits=[("robustness.transfer", {"epsilons": [0.05, 0.15], "steps": 20})],
+    )
+    (result,) = run.audits
+    m = result.metrics
+    assert m["robust_accuracy_at_0.15"].ci[1] < m["clean_accuracy"].value - 0.2
+    assert m["robust_accuracy_at_0.05"].value >= m["robust_accuracy_at_0.15"].value
+
+
+def test_a_universal_perturbation_is_never_stronger_than_per_record_attacks() -> None:
+    x, y = linear_data(300, seed=2)
+    run = audit(
+        linear_model(),
+        test=(x, y),
+        input_bounds=(-10.0, 10.0),
+        audits=[
+            ("robustness.fgsm", {"epsilons": [0.05, 0.2]}),  # exact on this model
+            ("robustness.universal", {"epsilons": [0.05, 0.2], "steps": 50}),
+        ],
+    )
+    fgsm_result, universal = run.audits
+    for eps in (0.05, 0.2):
+        key = f"robust_accuracy_at_{eps:g}"
+        assert universal.metrics[key].value >= fgsm_result.metrics[key].value
+    assert (
+        universal.metrics["robust_accuracy_at_0.2"].value
+        < universal.metrics["clean_accuracy"].value - 0.1
+    )

@@ -169,16 +169,36 @@ class EvasionAttack(RobustnessAudit):
     ) -> torch.Tensor:
         """Adversarial versions of ``x`` (same shape) within ``eps`` in `norm` and ``bounds``."""
 
+    def attack_model(self, ctx: AuditContext) -> Model:
+        """The model the attack computes its perturbations on: the target itself (a transfer
+        attack substitutes a surrogate); success is always measured on the target."""
+        return target_model(ctx.target)
+
+    def prepare(
+        self,
+        model: Model,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        eps: float,
+        bounds: tuple[float, float],
+        generator: torch.Generator,
+    ) -> None:
+        """Called once per epsilon with all the attacked records before `perturb` sees them
+        batch by batch (a universal perturbation is fitted here); nothing by default."""
+
     def run(self, ctx: AuditContext) -> AuditResult:
         x, y, index = self.test_records(ctx)
         bounds = ctx.input_bounds
         assert bounds is not None  # guaranteed by the requirements check
-        model = target_model(ctx.target)
+        model = self.attack_model(ctx)
         correct = ctx.target.predict_labels(x) == y
         generator = torch.Generator().manual_seed(int(ctx.rng(self.audit_id()).integers(2**31)))
         broken = np.zeros((len(x), len(self.epsilons)), dtype=bool)
         with ctx.progress.task(f"{self.audit_id()}", total=len(self.epsilons) * len(x)) as step:
             for j, eps in enumerate(self.epsilons):
+                xa, ya = self._tensors(ctx, x, y)
+                self.prepare(model, xa, ya, eps=float(eps), bounds=bounds, generator=generator)
                 for start in range(0, len(x), self.batch_size):
                     part = slice(start, start + self.batch_size)
                     xb, yb = self._tensors(ctx, x[part], y[part])

@@ -11,10 +11,12 @@ from typing import ClassVar
 
 import torch
 
-from unmeasured.audits.base import Constraint, interval, options
+from unmeasured.audits.base import AuditContext, Constraint, Requirements, interval, options
 from unmeasured.audits.registry import register
 from unmeasured.audits.robustness.attacks import LOSSES, Model, apgd, fgsm, pgd, square, worst_case
 from unmeasured.audits.robustness.base import EvasionAttack, RobustnessAudit
+from unmeasured.audits.robustness.norms import clip_to_box, lp_norm, project_to_ball
+from unmeasured.errors import ConfigError
 
 _BASE = RobustnessAudit.constraints
 _STEPS = interval(1, 100_000, closed="both", kind=int)
@@ -244,3 +246,136 @@ class WorstCase(EvasionAttack):
             functools.partial(square, queries=self.queries, **common),
         ]
         return worst_case(model, x, y, attacks).x_adv
+
+
+@register
+class Transfer(EvasionAttack):
+    """A transfer attack: a surrogate trained through the recipe on the population, labelled by
+    the target's own predictions (what an attacker with query access can do), is attacked with
+    PGD, and the adversarial examples are replayed on the target. Needs only the target's
+    labels, so it also measures black-box targets.
+
+    Args:
+        epsilons, norm, max_records, batch_size: as for every evasion attack.
+        steps: PGD steps on the surrogate.
+        labels: ``"target"`` (the surrogate learns the target's predictions) or ``"true"``.
+    """
+
+    name = "robustness.transfer"
+    summary = "PGD on a surrogate trained through the recipe, replayed on the target"
+    needs_gradients = False
+    constraints: ClassVar[dict[str, Constraint]] = {
+        **_BASE,
+        "steps": _STEPS,
+        "labels": options("target", "true"),
+    }
+
+    def __init__(
+        self,
+        *,
+        epsilons: Sequence[float] = (0.01, 0.03),
+        norm: str = "linf",
+        max_records: int = 500,
+        batch_size: int = 256,
+        steps: int = 40,
+        labels: str = "target",
+    ) -> None:
+        self.steps = steps
+        self.labels = labels
+        super().__init__(
+            epsilons=epsilons, norm=norm, max_records=max_records, batch_size=batch_size
+        )
+
+    def requirements(self) -> Requirements:
+        return Requirements(
+            capabilities=frozenset({"labels"}),
+            roles=frozenset({"test", "population"}),
+            recipe=True,
+            input_bounds=True,
+        )
+
+    def attack_model(self, ctx: AuditContext) -> Model:
+        def train() -> Model:
+            population = ctx.records("population")
+            labels = (
+                ctx.target.predict_labels(population.x) if self.labels == "target" else population.y
+            )
+            seed = int(ctx.rng(f"{self.audit_id()}/surrogate").integers(2**31))
+            surrogate = ctx.recipe.fit(
+                population.x, labels, num_classes=ctx.target.num_classes, seed=seed
+            )
+            if not isinstance(surrogate, torch.nn.Module):
+                raise ConfigError(
+                    f"recipe: robustness.transfer needs a torch recipe to attack its surrogate; "
+                    f"{type(ctx.recipe).__name__} trains a {type(surrogate).__name__}"
+                )
+            surrogate.eval()
+            device = getattr(ctx.target, "device", torch.device("cpu"))
+            return surrogate.to(device)  # type: ignore[no-any-return]
+
+        return ctx.shared(f"surrogate/{self.labels}/{ctx.recipe!r}", train)
+
+    def perturb(self, model, x, y, *, eps, bounds, generator):  # type: ignore[no-untyped-def]
+        return pgd(
+            model,
+            x,
+            y,
+            eps=eps,
+            norm=self.norm,
+            steps=self.steps,
+            bounds=bounds,
+            generator=generator,
+        ).x_adv
+
+
+@register
+class Universal(EvasionAttack):
+    """A universal perturbation (Moosavi-Dezfooli et al., CVPR 2017): one perturbation for all
+    records, fitted by projected gradient ascent on the mean loss over the attacked records and
+    then added to each of them. It measures how much of the model's fragility is shared across
+    inputs; it is fitted on the records it is evaluated on.
+
+    Args:
+        epsilons, norm, max_records, batch_size: as for every evasion attack.
+        steps: gradient steps of the fit.
+    """
+
+    name = "robustness.universal"
+    summary = "one perturbation for every record (Moosavi-Dezfooli et al. 2017)"
+    constraints: ClassVar[dict[str, Constraint]] = {**_BASE, "steps": _STEPS}
+
+    def __init__(
+        self,
+        *,
+        epsilons: Sequence[float] = (0.01, 0.03),
+        norm: str = "linf",
+        max_records: int = 500,
+        batch_size: int = 256,
+        steps: int = 100,
+    ) -> None:
+        self.steps = steps
+        super().__init__(
+            epsilons=epsilons, norm=norm, max_records=max_records, batch_size=batch_size
+        )
+
+    def prepare(self, model, x, y, *, eps, bounds, generator):  # type: ignore[no-untyped-def]
+        delta = torch.zeros_like(x[:1])
+        step = 2.5 * eps / self.steps
+        for _ in range(self.steps):
+            delta.requires_grad_(True)
+            with torch.enable_grad():
+                adv = clip_to_box(x + delta, bounds)
+                loss = torch.nn.functional.cross_entropy(model(adv), y)
+                (grad,) = torch.autograd.grad(loss, delta)
+            with torch.no_grad():
+                if self.norm == "linf":
+                    direction = grad.sign()
+                else:
+                    direction = grad / lp_norm(grad, "l2").clamp_min(1e-12).reshape(
+                        -1, *[1] * (grad.dim() - 1)
+                    )
+                delta = project_to_ball(delta + step * direction, eps, self.norm)
+        self.delta_ = delta.detach()
+
+    def perturb(self, model, x, y, *, eps, bounds, generator):  # type: ignore[no-untyped-def]
+        return clip_to_box(x + self.delta_, bounds)

@@ -362,3 +362,41 @@ def heatmap_svg(
             image, ax=ax, fraction=0.05, pad=0.02, label=f"{label} (%)"
         ).ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{100 * v:.0f}"))
         return _svg(fig, label)
+
+
+def image_pairs_svg(
+    clean: np.ndarray, adversarial: np.ndarray, labels: Sequence[str], title: str
+) -> str:
+    """Original images above their adversarial versions, with the labels under each pair.
+
+    Args:
+        clean, adversarial: ``(n, C, H, W)`` images (1 or 3 channels shown as they are, any other
+            count as the first channel), each scaled to its own range for display.
+        labels: one caption per pair (e.g. "7 → 3").
+        title: the figure's description.
+
+    Returns:
+        The ``<svg>`` element as text.
+    """
+
+    def show(img: np.ndarray) -> np.ndarray:
+        img = img if img.shape[0] in (1, 3) else img[:1]
+        img = np.transpose(img, (1, 2, 0))
+        low, high = float(img.min()), float(img.max())
+        img = (img - low) / (high - low) if high > low else np.zeros_like(img)
+        return img[..., 0] if img.shape[-1] == 1 else img
+
+    n = len(clean)
+    with matplotlib.rc_context(_STYLE | {"axes.grid": False}):
+        fig = Figure(figsize=(1.5 * n + 0.4, 3.2))
+        for i in range(n):
+            for row, images in enumerate((clean, adversarial)):
+                ax = fig.add_subplot(2, n, row * n + i + 1)
+                ax.imshow(show(images[i]), cmap="gray", interpolation="nearest")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if i == 0:
+                    ax.set_ylabel("original" if row == 0 else "adversarial", fontsize=8)
+                if row == 1:
+                    ax.set_xlabel(labels[i], fontsize=8)
+        return _svg(fig, title)

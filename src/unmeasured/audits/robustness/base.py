@@ -30,6 +30,9 @@ CertificateStatus = Literal["robust", "not_robust", "unknown", "timeout"]
 #: codes of certificate statuses in ``arrays.npz``
 STATUS_CODES: dict[str, int] = {"robust": 1, "not_robust": 0, "unknown": -1, "timeout": -2}
 
+#: adversarial examples of image records kept for the report, at the largest epsilon
+EXAMPLES = 4
+
 EPSILONS = Constraint(
     lambda v: (
         isinstance(v, (list, tuple))
@@ -195,6 +198,7 @@ class EvasionAttack(RobustnessAudit):
         correct = ctx.target.predict_labels(x) == y
         generator = torch.Generator().manual_seed(int(ctx.rng(self.audit_id()).integers(2**31)))
         broken = np.zeros((len(x), len(self.epsilons)), dtype=bool)
+        examples: dict[str, np.ndarray] = {}
         with ctx.progress.task(f"{self.audit_id()}", total=len(self.epsilons) * len(x)) as step:
             for j, eps in enumerate(self.epsilons):
                 xa, ya = self._tensors(ctx, x, y)
@@ -207,8 +211,12 @@ class EvasionAttack(RobustnessAudit):
                     ).detach()
                     adv = clip_to_box(xb + project_to_ball(adv - xb, float(eps), self.norm), bounds)
                     valid = inside(adv, xb, float(eps), self.norm, bounds).cpu().numpy()
-                    fooled = ctx.target.predict_labels(adv.cpu().numpy()) != y[part]
-                    broken[part, j] = valid & fooled
+                    predicted = ctx.target.predict_labels(adv.cpu().numpy())
+                    broken[part, j] = valid & (predicted != y[part])
+                    if j == len(self.epsilons) - 1 and x.ndim == 4:
+                        self._keep_examples(
+                            examples, x[part], adv, y[part], predicted, broken[part, j]
+                        )
                     step(len(yb))
         robust = correct[:, None] & ~broken
         metrics = {"clean_accuracy": self.estimate(correct, ctx)}
@@ -225,9 +233,33 @@ class EvasionAttack(RobustnessAudit):
                 "smallest_breaking_epsilon": np.where(correct, first, 0.0),
                 "label": y.astype(np.int64),
                 "record_index": index.astype(np.int64),
+                **examples,
             },
             details={"norm": self.norm, "input_bounds": list(bounds), "n_records": len(x)},
         )
+
+    @staticmethod
+    def _keep_examples(
+        examples: dict[str, np.ndarray],
+        clean: np.ndarray,
+        adversarial: torch.Tensor,
+        label: np.ndarray,
+        predicted: np.ndarray,
+        broken: np.ndarray,
+    ) -> None:
+        """Keep up to `EXAMPLES` broken image records (clean and adversarial) for the report."""
+        have = len(examples.get("example_label", ()))
+        take = np.flatnonzero(broken)[: EXAMPLES - have]
+        if not len(take):
+            return
+        new = {
+            "example_clean": clean[take],
+            "example_adversarial": adversarial.cpu().numpy()[take],
+            "example_label": label[take].astype(np.int64),
+            "example_predicted": np.asarray(predicted)[take].astype(np.int64),
+        }
+        for key, value in new.items():
+            examples[key] = np.concatenate([examples[key], value]) if key in examples else value
 
 
 @dataclass(frozen=True)

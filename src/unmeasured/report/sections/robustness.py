@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from markupsafe import Markup
 
-from unmeasured.report.figures import heatmap_svg, metric_curves_svg
+from unmeasured.report.figures import heatmap_svg, image_pairs_svg, metric_curves_svg
 from unmeasured.report.format import audit_context, env, inline
 from unmeasured.results import AuditResult
 from unmeasured.stats.estimate import Estimate
@@ -115,6 +115,23 @@ def _heatmaps(audits: Sequence[AuditResult]) -> list[dict[str, Any]]:
     return out
 
 
+def _examples(audits: Sequence[AuditResult]) -> list[dict[str, Any]]:
+    out = []
+    for i, a in enumerate(audits):
+        if "example_clean" not in a.arrays or not len(a.arrays["example_clean"]):
+            continue
+        labels = [
+            f"{t} → {p}"
+            for t, p in zip(a.arrays["example_label"], a.arrays["example_predicted"], strict=True)
+        ]
+        eps = float(np.max(a.arrays["epsilons"]))
+        svg = image_pairs_svg(
+            a.arrays["example_clean"], a.arrays["example_adversarial"], labels, f"{a.id} examples"
+        )
+        out.append({"id": a.id, "eps": f"{eps:g}", "svg": inline(svg, f"examples{i}")})
+    return out
+
+
 def render(audits: Sequence[AuditResult], context: SectionContext) -> Markup:
     ok = [a for a in audits if a.status == "ok"]
     return Markup(
@@ -123,6 +140,7 @@ def render(audits: Sequence[AuditResult], context: SectionContext) -> Markup:
             verdicts=_verdicts(ok),
             gaps=_gaps(ok),
             heatmaps=_heatmaps(ok),
+            examples=_examples(ok),
             audits=[
                 audit_context(a, context.verdicts, hidden=("verdicts", "status_codes"))
                 for a in audits

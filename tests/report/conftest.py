@@ -85,6 +85,7 @@ def run() -> RunResult:
                     "robust_accuracy_at_0.03": Estimate(0.4, (0.3, 0.5), 100),
                     "certified_accuracy": Estimate.not_estimable("needs a Lipschitz bound", 100),
                 },
+                details={"norm": "linf"},
                 headline=Headline(
                     "robust_accuracy_at_0.03",
                     "At L∞ ε = 0.03, an attack brings accuracy from 90.0% to 40.0% [30.0%, 50.0%].",

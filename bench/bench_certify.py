@@ -88,6 +88,12 @@ def main() -> None:
         action="store_true",
         help="FGP without bound pruning and the exact checker without CROWN screening",
     )
+    parser.add_argument("--networks", default=",".join(ARCHITECTURES), help="comma-separated")
+    parser.add_argument(
+        "--settings",
+        default=",".join(f"{norm}:{eps}" for norm, eps in SETTINGS),
+        help="comma-separated norm:eps pairs",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="certify_fmnist")
     args = parser.parse_args()
@@ -105,7 +111,11 @@ def main() -> None:
         "parameters": vars(args),
         "settings": rows,
     }
-    for name, hidden in ARCHITECTURES.items():
+    settings = [
+        (item.split(":")[0], float(item.split(":")[1])) for item in args.settings.split(",")
+    ]
+    for name in args.networks.split(","):
+        hidden = ARCHITECTURES[name]
         started = time.perf_counter()
         model = train(hidden, x_train, y_train, args.epochs, args.seed)
         train_seconds = time.perf_counter() - started
@@ -117,7 +127,7 @@ def main() -> None:
             )
         network = to_relu_network(model, (784,))
         predictions = network(points).argmax(dim=1)
-        for norm, eps in SETTINGS:
+        for norm, eps in settings:
             fgp_verdicts, fgp_seconds, fgp_regions = [], [], []
             exact_verdicts, exact_seconds = [], []
             for x in points:

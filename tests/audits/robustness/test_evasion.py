@@ -142,3 +142,19 @@ def test_a_universal_perturbation_is_never_stronger_than_per_record_attacks() ->
         universal.metrics["robust_accuracy_at_0.2"].value
         < universal.metrics["clean_accuracy"].value - 0.1
     )
+
+
+def test_transfer_from_a_test_set_alone(digits_mlp) -> None:
+    from unmeasured.training import MLPRecipe
+
+    run = audit(
+        digits_mlp.model,
+        test=(digits_mlp.x.numpy(), digits_mlp.y.numpy()),
+        recipe=MLPRecipe(hidden=(64,), epochs=40, batch_size=32, lr=3e-3),
+        input_bounds=(0.0, 1.0),
+        audits=[("robustness.transfer", {"epsilons": [0.15], "steps": 20})],
+    )
+    (result,) = run.audits
+    assert result.details["n_records"] == 150  # half attacked, half trains the surrogate
+    m = result.metrics
+    assert m["robust_accuracy_at_0.15"].ci[1] < m["clean_accuracy"].value - 0.1

@@ -9,6 +9,7 @@ import functools
 from collections.abc import Sequence
 from typing import ClassVar
 
+import numpy as np
 import torch
 
 from unmeasured.audits.base import AuditContext, Constraint, Requirements, interval, options
@@ -250,10 +251,11 @@ class WorstCase(EvasionAttack):
 
 @register
 class Transfer(EvasionAttack):
-    """A transfer attack: a surrogate trained through the recipe on the population, labelled by
-    the target's own predictions (what an attacker with query access can do), is attacked with
-    PGD, and the adversarial examples are replayed on the target. Needs only the target's
-    labels, so it also measures black-box targets.
+    """A transfer attack: a surrogate trained through the recipe, labelled by the target's own
+    predictions (what an attacker with query access can do), is attacked with PGD, and the
+    adversarial examples are replayed on the target. Needs only the target's labels, so it also
+    measures black-box targets. The surrogate trains on the population when one is given, else
+    on the test records that are not attacked (then at most half of the test set is attacked).
 
     Args:
         epsilons, norm, max_records, batch_size: as for every evasion attack.
@@ -289,20 +291,36 @@ class Transfer(EvasionAttack):
     def requirements(self) -> Requirements:
         return Requirements(
             capabilities=frozenset({"labels"}),
-            roles=frozenset({"test", "population"}),
+            roles=frozenset({"test"}),
             recipe=True,
             input_bounds=True,
         )
 
+    def test_records(self, ctx: AuditContext) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if ctx.data.population is not None:
+            return super().test_records(ctx)
+        test = ctx.records("test")
+        attacked = self._attacked(ctx)
+        return test.x[attacked], test.y[attacked], attacked
+
+    def _attacked(self, ctx: AuditContext) -> np.ndarray:
+        """Without a population: the test records attacked (at most half), the rest trains the
+        surrogate."""
+        n = len(ctx.records("test"))
+        order = ctx.rng("robustness/transfer-split").permutation(n)
+        return np.sort(order[: min(self.max_records, n // 2)])
+
     def attack_model(self, ctx: AuditContext) -> Model:
         def train() -> Model:
-            population = ctx.records("population")
-            labels = (
-                ctx.target.predict_labels(population.x) if self.labels == "target" else population.y
-            )
+            if ctx.data.population is not None:
+                pool = ctx.records("population")
+            else:
+                test = ctx.records("test")
+                pool = test.subset(np.setdiff1d(np.arange(len(test)), self._attacked(ctx)))
+            labels = ctx.target.predict_labels(pool.x) if self.labels == "target" else pool.y
             seed = int(ctx.rng(f"{self.audit_id()}/surrogate").integers(2**31))
             surrogate = ctx.recipe.fit(
-                population.x, labels, num_classes=ctx.target.num_classes, seed=seed
+                pool.x, labels, num_classes=ctx.target.num_classes, seed=seed
             )
             if not isinstance(surrogate, torch.nn.Module):
                 raise ConfigError(
@@ -313,7 +331,8 @@ class Transfer(EvasionAttack):
             device = getattr(ctx.target, "device", torch.device("cpu"))
             return surrogate.to(device)  # type: ignore[no-any-return]
 
-        return ctx.shared(f"surrogate/{self.labels}/{ctx.recipe!r}", train)
+        source = "population" if ctx.data.population is not None else f"test/{self.max_records}"
+        return ctx.shared(f"surrogate/{source}/{self.labels}/{ctx.recipe!r}", train)
 
     def perturb(self, model, x, y, *, eps, bounds, generator):  # type: ignore[no-untyped-def]
         return pgd(

@@ -32,3 +32,17 @@ def test_the_python_recipe_example_loads_and_trains(tmp_path: Path) -> None:
     x, y = (digits.data[:200] / 16).astype(np.float32), digits.target[:200]
     model = recipe.fit(x, y, num_classes=10, seed=0)
     assert recipe.predict_logits(model, x).shape == (200, 10)
+
+
+def test_the_robustness_config_example_is_valid() -> None:
+    import tomllib
+
+    from unmeasured.api import plan_audits
+    from unmeasured.config import parse_config
+
+    block = re.search(r"```toml\n# robustness.toml\n(.*?)```", README.read_text(), re.S)
+    assert block, "no robustness.toml example in the README"
+    config = parse_config(tomllib.loads(block.group(1)))
+    assert config.data.test == "test.npz" and config.data.members is None
+    ids = [p.id for p in plan_audits(config.audits)]
+    assert ids == ["robustness.apgd[linf,ce]", "robustness.crown[linf]", "robustness.corruptions"]

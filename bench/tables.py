@@ -67,8 +67,8 @@ def profile() -> None:
         )
 
 
-def training_peak() -> None:
-    path = RESULTS / "training_peak_cpu.json"
+def training_peak(name: str = "training_peak_cpu") -> None:
+    path = RESULTS / f"{name}.json"
     if not path.exists():
         return
     d = json.loads(path.read_text())
@@ -167,5 +167,6 @@ if __name__ == "__main__":
     speed()
     profile()
     training_peak()
+    training_peak("training_peak_cpu_2threads")
     if (RESULTS / "membership_power_fmnist.json").exists():
         power()

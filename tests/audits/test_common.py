@@ -18,6 +18,7 @@ from torch import nn
 from unmeasured.api import audit
 from unmeasured.audits.base import Requirements
 from unmeasured.audits.registry import available, create
+from unmeasured.data import Records
 from unmeasured.errors import ConfigError
 from unmeasured.gates import parse_rule
 from unmeasured.results import load_schema
@@ -43,9 +44,10 @@ def tiny() -> dict:
     y = digits.target.astype(np.int64)
     perm = np.random.default_rng(0).permutation(len(y))[:640]
     x, y = x[perm], y[perm]
+    users = np.repeat(np.arange(80), 4).astype(str)  # 4 records per user, for user-level audits
     roles = {
-        "members": (x[:160], y[:160]),
-        "nonmembers": (x[160:320], y[160:320]),
+        "members": Records(x[:160], y[:160], columns={"user": users[:160]}),
+        "nonmembers": Records(x[160:320], y[160:320], columns={"user": users[160:320]}),
         "population": (x[320:480], y[320:480]),
         "test": (x[480:], y[480:]),
     }
@@ -53,7 +55,7 @@ def tiny() -> dict:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(64, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 10))
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-    xm, ym = (torch.from_numpy(a) for a in roles["members"])
+    xm, ym = torch.from_numpy(roles["members"].x), torch.from_numpy(roles["members"].y)
     for _ in range(100):
         optimizer.zero_grad()
         nn.functional.cross_entropy(model(xm), ym).backward()

@@ -11,6 +11,7 @@ from unmeasured.audits.membership.label_only import LabelOnlyGapAttack
 from unmeasured.audits.membership.lira import LiRA
 from unmeasured.audits.membership.rmia import RMIA
 from unmeasured.audits.membership.shadow import ShadowModelAttack
+from unmeasured.audits.membership.user import UserLevel
 
 __all__ = [
     "RMIA",
@@ -22,4 +23,5 @@ __all__ = [
     "MembershipAttack",
     "ModifiedEntropyAttack",
     "ShadowModelAttack",
+    "UserLevel",
 ]

@@ -7,7 +7,11 @@ from unmeasured.stats.intervals import (
     clopper_pearson_upper,
 )
 from unmeasured.stats.membership import DEFAULT_FPRS, membership_metrics, tpr_key
-from unmeasured.stats.privacy import epsilon_from_rates, epsilon_lower_bound
+from unmeasured.stats.privacy import (
+    epsilon_from_rates,
+    epsilon_lower_bound,
+    one_run_epsilon_lower_bound,
+)
 from unmeasured.stats.roc import (
     MIN_EXPECTED_FALSE_POSITIVES,
     RocCurve,
@@ -35,6 +39,7 @@ __all__ = [
     "epsilon_from_rates",
     "epsilon_lower_bound",
     "membership_metrics",
+    "one_run_epsilon_lower_bound",
     "rates_at_threshold",
     "roc_curve",
     "tpr_at_fpr",

@@ -76,3 +76,42 @@ def epsilon_lower_bound(
         fpr_hi = clopper_pearson_upper(fp, n0, level)
         best = max(best, epsilon_from_rates(tpr_lo, fpr_hi, delta))
     return Estimate(value=float(best), ci=None, n=len(s), confidence=confidence)
+
+
+def one_run_epsilon_lower_bound(correct: int, guesses: int, confidence: float = 0.95) -> Estimate:
+    """The ε lower bound of a one-run audit (Steinke, Nasr & Jagielski, NeurIPS 2023), pure ε-DP.
+
+    Canaries are included in training independently with probability 1/2; an auditor guesses
+    the inclusion of ``guesses`` of them and gets ``correct`` right. Under ε-DP the number of
+    correct guesses is stochastically dominated by ``Binomial(guesses, e^ε / (1 + e^ε))``, so
+    every ε whose tail probability ``P[Binomial >= correct]`` is below ``1 − confidence`` is
+    rejected; the bound is the largest rejected ε (0 when none is).
+
+    Returns:
+        ``Estimate(value=bound, ci=None, n=guesses)``.
+
+    Raises:
+        InputError: counts out of range.
+
+    Example:
+        >>> round(one_run_epsilon_lower_bound(100, 100).value, 3)  # logit(0.05 ** (1 / 100))
+        3.493
+    """
+    from scipy.optimize import brentq
+    from scipy.stats import binom
+
+    if guesses < 1 or not 0 <= correct <= guesses:
+        raise InputError(f"need 0 <= correct <= guesses and guesses >= 1, got {correct}/{guesses}")
+    alpha = 1 - confidence
+
+    def tail(eps: float) -> float:  # increases with ε
+        p = 1.0 / (1.0 + math.exp(-eps))
+        return float(binom.sf(correct - 1, guesses, p)) - alpha
+
+    if tail(0.0) >= 0:  # not even ε = 0 is rejected
+        return Estimate(value=0.0, ci=None, n=guesses, confidence=confidence)
+    high = 1.0
+    while tail(high) < 0 and high < 100:
+        high *= 2
+    bound = high if tail(high) < 0 else brentq(tail, 0.0, high, xtol=1e-10)
+    return Estimate(value=float(bound), ci=None, n=guesses, confidence=confidence)

@@ -9,6 +9,7 @@ from unmeasured.audits.membership.baselines import (
 )
 from unmeasured.audits.membership.label_only import LabelOnlyGapAttack
 from unmeasured.audits.membership.lira import LiRA
+from unmeasured.audits.membership.one_run import OneRunAudit
 from unmeasured.audits.membership.rmia import RMIA
 from unmeasured.audits.membership.shadow import ShadowModelAttack
 from unmeasured.audits.membership.user import UserLevel
@@ -22,6 +23,7 @@ __all__ = [
     "LossAttack",
     "MembershipAttack",
     "ModifiedEntropyAttack",
+    "OneRunAudit",
     "ShadowModelAttack",
     "UserLevel",
 ]

@@ -46,8 +46,10 @@ def tiny() -> dict:
     x, y = x[perm], y[perm]
     users = np.repeat(np.arange(80), 4).astype(str)  # 4 records per user, for user-level audits
     roles = {
-        "members": Records(x[:160], y[:160], columns={"user": users[:160]}),
-        "nonmembers": Records(x[160:320], y[160:320], columns={"user": users[160:320]}),
+        "members": Records(x[:160], y[:160], columns={"user": users[:160], "group": users[:160]}),
+        "nonmembers": Records(
+            x[160:320], y[160:320], columns={"user": users[160:320], "group": users[160:320]}
+        ),
         "population": (x[320:480], y[320:480]),
         "test": (x[480:], y[480:]),
     }

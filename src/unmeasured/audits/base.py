@@ -48,7 +48,9 @@ class Requirements:
         capabilities: what the target must give (`CAPABILITIES`: ``"labels"``, ``"scores"``,
             ``"logits"``, ``"gradients"``, ``"weights"``, ``"layers"``).
         roles: data roles that must be given (``"members"``, ``"test"``, ...).
-        columns: per-record columns every required role must carry (``"sensitive"``, ...).
+        columns: per-record columns the roles in ``columns_on`` must carry (``"sensitive"``,
+            ``"user"``, ...).
+        columns_on: the roles that need those columns (default: every required role).
         recipe: whether a training recipe (``[recipe]``) is needed.
         input_bounds: whether the target's valid input range must be known.
         image_inputs: whether records must be images ``(C, H, W)``.
@@ -57,6 +59,7 @@ class Requirements:
     capabilities: frozenset[str] = frozenset({"scores"})
     roles: frozenset[str] = frozenset()
     columns: frozenset[str] = frozenset()
+    columns_on: frozenset[str] = frozenset()
     recipe: bool = False
     input_bounds: bool = False
     image_inputs: bool = False
@@ -85,7 +88,7 @@ class Requirements:
         absent = [r for r in ROLES if r in self.roles and data.get(r) is None]
         if absent:
             problems.append(f"needs data {', '.join(f'data.{r}' for r in absent)}")
-        for role in sorted(self.roles):
+        for role in sorted(self.columns_on or self.roles):
             records = data.get(role)
             lacking = sorted(set(self.columns) - set(records.columns)) if records else []
             if lacking:

@@ -12,6 +12,7 @@ from unmeasured.audits.membership.lira import LiRA
 from unmeasured.audits.membership.one_run import OneRunAudit
 from unmeasured.audits.membership.rmia import RMIA
 from unmeasured.audits.membership.shadow import ShadowModelAttack
+from unmeasured.audits.membership.subpopulation import Subpopulation
 from unmeasured.audits.membership.user import UserLevel
 
 __all__ = [
@@ -25,5 +26,6 @@ __all__ = [
     "ModifiedEntropyAttack",
     "OneRunAudit",
     "ShadowModelAttack",
+    "Subpopulation",
     "UserLevel",
 ]

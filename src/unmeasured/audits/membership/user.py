@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from unmeasured.audits.base import BOOLEAN, AuditContext, Constraint, Requirements, interval
-from unmeasured.audits.membership.attack import MembershipAttack
+from unmeasured.audits.membership.attack import MEMBERSHIP_ROLES, MembershipAttack
 from unmeasured.audits.registry import available, create, register
 from unmeasured.errors import ConfigError, DataError
 from unmeasured.results import AuditResult
@@ -71,6 +71,7 @@ class UserLevel(MembershipAttack):
             capabilities=base.capabilities,
             roles=base.roles,
             columns=base.columns | {"user"},
+            columns_on=base.columns_on | MEMBERSHIP_ROLES,
             recipe=base.recipe,
             input_bounds=base.input_bounds,
             image_inputs=base.image_inputs,

@@ -7,6 +7,7 @@ from unmeasured.audits.membership.baselines import (
     LossAttack,
     ModifiedEntropyAttack,
 )
+from unmeasured.audits.membership.credibility import Credibility
 from unmeasured.audits.membership.label_only import LabelOnlyGapAttack
 from unmeasured.audits.membership.lira import LiRA
 from unmeasured.audits.membership.one_run import OneRunAudit
@@ -18,6 +19,7 @@ from unmeasured.audits.membership.user import UserLevel
 __all__ = [
     "RMIA",
     "ConfidenceAttack",
+    "Credibility",
     "EntropyAttack",
     "LabelOnlyGapAttack",
     "LiRA",

@@ -19,7 +19,7 @@ from unmeasured.audits.membership.scores import (
 from unmeasured.audits.registry import register
 
 
-class _OutputSignalAttack(MembershipAttack):
+class OutputSignalAttack(MembershipAttack):
     """An attack whose score is a function of the target's output on the record itself."""
 
     def signal(self, log_probs: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -30,7 +30,7 @@ class _OutputSignalAttack(MembershipAttack):
 
 
 @register
-class LossAttack(_OutputSignalAttack):
+class LossAttack(OutputSignalAttack):
     """Flags records with low cross-entropy loss (Yeom et al. 2018)."""
 
     name = "membership.loss"
@@ -41,7 +41,7 @@ class LossAttack(_OutputSignalAttack):
 
 
 @register
-class ConfidenceAttack(_OutputSignalAttack):
+class ConfidenceAttack(OutputSignalAttack):
     """Flags records the target is confident about, whatever the label (label-free)."""
 
     name = "membership.confidence"
@@ -52,7 +52,7 @@ class ConfidenceAttack(_OutputSignalAttack):
 
 
 @register
-class EntropyAttack(_OutputSignalAttack):
+class EntropyAttack(OutputSignalAttack):
     """Flags records with low prediction entropy (label-free)."""
 
     name = "membership.entropy"
@@ -63,7 +63,7 @@ class EntropyAttack(_OutputSignalAttack):
 
 
 @register
-class ModifiedEntropyAttack(_OutputSignalAttack):
+class ModifiedEntropyAttack(OutputSignalAttack):
     """Flags records with low modified entropy (Song & Mittal 2021)."""
 
     name = "membership.modified_entropy"

@@ -58,9 +58,9 @@ class ProbeAudit(Audit):
         probe: fit on one layer's features of part of the records, predict the attribute on the
             rest; returns the held-out predictions.
 
-    The records' ``sensitive`` column is the attribute; metrics per layer are
-    ``probe_accuracy[<layer>]`` against ``baseline_accuracy`` (majority class) and
-    ``input_probe_accuracy`` (the same probe on raw inputs).
+    The records' ``sensitive`` column is the attribute. Metrics: ``probe_accuracy`` (the best
+    layer) against ``baseline_accuracy`` (majority class) and ``input_probe_accuracy`` (the same
+    probe on raw inputs); per layer in the result's groups (``layer=<name>``).
     """
 
     def requirements(self) -> Requirements:
@@ -71,7 +71,7 @@ class ProbeAudit(Audit):
         )
 
     def metric_names(self) -> tuple[str, ...]:
-        return ("baseline_accuracy", "input_probe_accuracy", "probe_accuracy[*]")
+        return ("baseline_accuracy", "input_probe_accuracy", "probe_accuracy")
 
     @abstractmethod
     def layers(self, ctx: AuditContext) -> list[str]:

@@ -8,6 +8,7 @@ from unmeasured.audits.membership.baselines import (
     ModifiedEntropyAttack,
 )
 from unmeasured.audits.membership.credibility import Credibility
+from unmeasured.audits.membership.data_use import DataUse
 from unmeasured.audits.membership.label_only import LabelOnlyGapAttack
 from unmeasured.audits.membership.lira import LiRA
 from unmeasured.audits.membership.one_run import OneRunAudit
@@ -20,6 +21,7 @@ __all__ = [
     "RMIA",
     "ConfidenceAttack",
     "Credibility",
+    "DataUse",
     "EntropyAttack",
     "LabelOnlyGapAttack",
     "LiRA",

@@ -31,8 +31,7 @@ from unmeasured.gates import check_rules, evaluate
 from unmeasured.progress import Progress
 from unmeasured.provenance import collect, now, sha256_arrays, sha256_file
 from unmeasured.results import AuditResult, RunResult, TargetCard
-from unmeasured.stats.estimate import Estimate
-from unmeasured.stats.intervals import clopper_pearson
+from unmeasured.stats.intervals import proportion
 from unmeasured.store import RunStore, default_cache_dir
 from unmeasured.targets import as_target, load_target, resolve_num_classes
 from unmeasured.targets.base import Target
@@ -350,9 +349,7 @@ def target_card(ctx: AuditContext, bounds_source: str | None) -> TargetCard:
     for role, records in ctx.data.items():
         correct = int((ctx.log_probs(role).argmax(axis=1) == records.y).sum())
         n = len(records)
-        accuracy[role] = Estimate(
-            correct / n, clopper_pearson(correct, n, ctx.confidence), n, ctx.confidence
-        )
+        accuracy[role] = proportion(correct, n, ctx.confidence)
     return TargetCard(
         description=target.description,
         num_classes=int(target.num_classes),

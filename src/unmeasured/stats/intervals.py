@@ -5,6 +5,7 @@ from __future__ import annotations
 from scipy.stats import beta
 
 from unmeasured.errors import InputError
+from unmeasured.stats.estimate import Estimate
 
 
 def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -45,3 +46,18 @@ def clopper_pearson_lower(k: int, n: int, confidence: float = 0.95) -> float:
 def clopper_pearson_upper(k: int, n: int, confidence: float = 0.95) -> float:
     """One-sided upper bound: ``p <= high`` with probability ``confidence``."""
     return clopper_pearson(k, n, 2 * confidence - 1)[1]
+
+
+def proportion(
+    hits: int, n: int, confidence: float = 0.95, *, empty: str = "no records"
+) -> Estimate:
+    """The proportion ``hits / n`` with its Clopper–Pearson interval, or not estimable (with
+    the reason ``empty``) when ``n`` is 0.
+
+    Example:
+        >>> proportion(3, 10).format()
+        '0.300 [0.067, 0.652]'
+    """
+    if n == 0:
+        return Estimate.not_estimable(empty, n=0, confidence=confidence)
+    return Estimate(hits / n, clopper_pearson(hits, n, confidence), n, confidence)

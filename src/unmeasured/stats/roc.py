@@ -29,9 +29,9 @@ from sklearn.metrics import roc_curve as _sk_roc_curve
 from unmeasured.errors import InputError
 from unmeasured.stats.estimate import Estimate
 from unmeasured.stats.intervals import (
-    clopper_pearson,
     clopper_pearson_lower,
     clopper_pearson_upper,
+    proportion,
 )
 
 MIN_EXPECTED_FALSE_POSITIVES = 5
@@ -200,15 +200,10 @@ def rates_at_threshold(
     fp = int((flagged & (lab == 0)).sum())
     n1, n0 = int((lab == 1).sum()), int((lab == 0).sum())
     out = {
-        "tpr": Estimate(tp / n1, clopper_pearson(tp, n1, confidence), n1, confidence),
-        "fpr": Estimate(fp / n0, clopper_pearson(fp, n0, confidence), n0, confidence),
+        "tpr": proportion(tp, n1, confidence),
+        "fpr": proportion(fp, n0, confidence),
     }
-    if tp + fp:
-        out["precision"] = Estimate(
-            tp / (tp + fp), clopper_pearson(tp, tp + fp, confidence), tp + fp, confidence
-        )
-    else:
-        out["precision"] = Estimate.not_estimable("no record flagged", 0, confidence)
+    out["precision"] = proportion(tp, tp + fp, confidence, empty="no record flagged")
     return out
 
 

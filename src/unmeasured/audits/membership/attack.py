@@ -4,13 +4,17 @@ breakdowns, so each attack file holds only its method (``attack_scores``)."""
 from __future__ import annotations
 
 from abc import abstractmethod
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
 from unmeasured.audits.base import BOOLEAN, Audit, AuditContext, Constraint, Requirements, interval
+from unmeasured.errors import DataError
 from unmeasured.results import AuditResult, Headline
 from unmeasured.stats import calibrate_threshold, membership_metrics, rates_at_threshold
+from unmeasured.stats.estimate import Estimate
+from unmeasured.stats.intervals import proportion
 from unmeasured.stats.membership import DEFAULT_FPRS, tpr_key
 
 MIN_GROUP_SIZE = 20
@@ -18,6 +22,49 @@ MIN_GROUP_SIZE = 20
 MEMBERSHIP_ROLES = frozenset({"members", "nonmembers"})
 #: the false-positive rate of the headline
 HEADLINE_FPR = 0.01
+
+
+@dataclass(frozen=True)
+class Units:
+    """Records grouped into units (users, groups) that are wholly members or wholly not.
+
+    Attributes:
+        names: the units' names, sorted.
+        of_record: for each record, the position of its unit in ``names``.
+        sizes: records per unit.
+        is_member: 1 for a unit whose records are members, 0 otherwise.
+    """
+
+    names: np.ndarray
+    of_record: np.ndarray
+    sizes: np.ndarray
+    is_member: np.ndarray
+
+    def flagged_rate(self, flagged: np.ndarray, truth: int, confidence: float) -> Estimate:
+        """The share of units with membership ``truth`` that are ``flagged``."""
+        mine = self.is_member == truth
+        return proportion(
+            int(flagged[mine].sum()), int(mine.sum()), confidence, empty="no such unit in the data"
+        )
+
+
+def whole_units(column: np.ndarray, is_member: np.ndarray, unit: str) -> Units:
+    """Group the audited records by ``column`` (one value per record).
+
+    Raises:
+        DataError: a unit with records among both members and non-members (its ground truth
+            would be two facts at once).
+    """
+    names, of_record = np.unique(np.asarray(column).astype(str), return_inverse=True)
+    sizes = np.bincount(of_record)
+    members = np.bincount(of_record, weights=is_member)
+    mixed = (members > 0) & (members < sizes)
+    if mixed.any():
+        raise DataError(
+            f"data: {int(mixed.sum())} {unit}s have records among both members and non-members "
+            f"(e.g. {unit} {names[np.argmax(mixed)]!r}); a {unit} is in or out as a whole"
+        )
+    return Units(names, of_record, sizes, (members > 0).astype(np.int8))
 
 
 class MembershipAttack(Audit):

@@ -11,7 +11,7 @@ discredit the attack's claims: the audit says so.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from unmeasured.audits.membership.baselines import OutputSignalAttack
 from unmeasured.audits.registry import available, create, register
 from unmeasured.results import AuditResult, Headline
 from unmeasured.stats.estimate import Estimate
-from unmeasured.stats.intervals import clopper_pearson
+from unmeasured.stats.intervals import proportion
 
 #: neighbours flagged at least this fraction as often as members make an attack discredible
 DISCREDIBLE_RATIO = 0.5
@@ -105,8 +105,7 @@ class Credibility(MembershipAttack):
         )
 
     def run(self, ctx: AuditContext) -> AuditResult:
-        base = create(self.attack)
-        assert isinstance(base, OutputSignalAttack)  # the constraint guarantees it
+        base = cast(OutputSignalAttack, create(self.attack))  # the constraint guarantees it
         _, is_member = ctx.data.audit_records()
         scores = base.attack_scores(ctx, "audit")
         threshold = float(np.quantile(scores[is_member == 0], 1 - self.fpr))
@@ -118,8 +117,7 @@ class Credibility(MembershipAttack):
         neighbour_scores = base.signal(ctx.target.log_probs(neighbours), members.y)
 
         def rate(flags: np.ndarray) -> Estimate:
-            k, n = int(flags.sum()), len(flags)
-            return Estimate(k / n, clopper_pearson(k, n, ctx.confidence), n, ctx.confidence)
+            return proportion(int(flags.sum()), len(flags), ctx.confidence)
 
         member_rate = rate(scores[is_member == 1] > threshold)
         neighbour_rate = rate(neighbour_scores > threshold)

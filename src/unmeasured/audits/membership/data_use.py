@@ -22,15 +22,13 @@ import numpy as np
 from scipy.stats import false_discovery_control, norm
 
 from unmeasured.audits.base import BOOLEAN, AuditContext, Constraint, Requirements, interval
-from unmeasured.audits.membership.attack import MEMBERSHIP_ROLES, MembershipAttack
+from unmeasured.audits.membership.attack import MEMBERSHIP_ROLES, MembershipAttack, whole_units
 from unmeasured.audits.membership.lira import _logit_conf, _masked_moments
 from unmeasured.audits.membership.reference import pool, reference_outputs, target_log_probs
 from unmeasured.audits.registry import register
 from unmeasured.errors import DataError
 from unmeasured.results import AuditResult
 from unmeasured.stats import membership_metrics
-from unmeasured.stats.estimate import Estimate
-from unmeasured.stats.intervals import clopper_pearson
 
 #: pseudo-people drawn from the population to measure the null of each group size
 NULL_DRAWS = 5000
@@ -129,21 +127,13 @@ class DataUse(MembershipAttack):
     def run(self, ctx: AuditContext) -> AuditResult:
         records, is_member = ctx.data.audit_records()
         p_records, p_null = self.record_p_values(ctx)
-        people, inverse = np.unique(
-            np.asarray(records.columns["user"]).astype(str), return_inverse=True
-        )
-        counts = np.bincount(inverse)
-        used_counts = np.bincount(inverse, weights=is_member)
-        if ((used_counts > 0) & (used_counts < counts)).any():
-            raise DataError(
-                "data: some people have records among both members and non-members; "
-                "a person's data was used or not, as a whole"
-            )
+        people = whole_units(records.columns["user"], is_member, "user")
+        inverse, counts = people.of_record, people.sizes
         # Stouffer's combination, with its null measured on pseudo-people from the population
         z = np.bincount(inverse, weights=norm.isf(p_records)) / np.sqrt(counts)
         null_z = norm.isf(p_null)
         rng = ctx.rng(f"{self.audit_id()}/pseudo-people")
-        p_people = np.empty(len(people))
+        p_people = np.empty(len(people.names))
         for size in np.unique(counts):
             draws = rng.choice(null_z, size=(NULL_DRAWS, size), replace=True).sum(axis=1) / np.sqrt(
                 size
@@ -152,7 +142,7 @@ class DataUse(MembershipAttack):
             mine = counts == size
             above = NULL_DRAWS - np.searchsorted(draws, z[mine], side="left")
             p_people[mine] = (1 + above) / (1 + NULL_DRAWS)
-        used = (used_counts > 0).astype(np.int8)
+        used = people.is_member
         score = -np.log10(np.maximum(p_people, 1e-300))
         metrics = membership_metrics(score, used, confidence=ctx.confidence)
         declared = false_discovery_control(p_people) <= self.alpha
@@ -163,18 +153,13 @@ class DataUse(MembershipAttack):
             ("declared_used", declared, 1),
             ("falsely_declared_used", declared, 0),
         ):
-            hits, n = int(flags[used == truth].sum()), int((used == truth).sum())
-            metrics[name] = (
-                Estimate(hits / n, clopper_pearson(hits, n, ctx.confidence), n, ctx.confidence)
-                if n
-                else Estimate.not_estimable("no such person in the data", n=0)
-            )
+            metrics[name] = people.flagged_rate(flags, truth, ctx.confidence)
         return AuditResult(
             name=self.name,
             metrics=metrics,
             arrays={"scores": score.astype(np.float32), "is_member": used, "p_value": p_people},
             details={
-                "people": len(people),
+                "people": len(people.names),
                 "alpha": self.alpha,
                 "operating_point": None,
                 "operating_point_reason": "people are declared by their p-values",

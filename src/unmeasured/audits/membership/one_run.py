@@ -21,8 +21,7 @@ from unmeasured.audits.registry import register
 from unmeasured.errors import DataError
 from unmeasured.results import AuditResult, Headline
 from unmeasured.stats import auc as auc_estimate
-from unmeasured.stats.estimate import Estimate
-from unmeasured.stats.intervals import clopper_pearson
+from unmeasured.stats.intervals import proportion
 from unmeasured.stats.privacy import one_run_epsilon_lower_bound
 from unmeasured.targets.base import to_log_probs
 
@@ -107,10 +106,9 @@ class OneRunAudit(Audit):
         order = np.argsort(-scores, kind="stable")
         k = guesses // 2
         correct = int(included[order[:k]].sum() + (~included[order[-k:]]).sum())
-        low, high = clopper_pearson(correct, guesses, ctx.confidence)
         metrics = {
             "epsilon_lower_bound": one_run_epsilon_lower_bound(correct, guesses, ctx.confidence),
-            "guess_accuracy": Estimate(correct / guesses, (low, high), guesses, ctx.confidence),
+            "guess_accuracy": proportion(correct, guesses, ctx.confidence),
             "canary_auc": auc_estimate(scores, included.astype(np.int8), ctx.confidence),
         }
         return AuditResult(

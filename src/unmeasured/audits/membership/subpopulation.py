@@ -16,14 +16,11 @@ import numpy as np
 from scipy.stats import false_discovery_control, mannwhitneyu
 
 from unmeasured.audits.base import BOOLEAN, AuditContext, Constraint, Requirements, interval
-from unmeasured.audits.membership.attack import MEMBERSHIP_ROLES, MembershipAttack
+from unmeasured.audits.membership.attack import MEMBERSHIP_ROLES, MembershipAttack, whole_units
 from unmeasured.audits.membership.scores import true_class_log_prob
 from unmeasured.audits.registry import register
-from unmeasured.errors import DataError
 from unmeasured.results import AuditResult
 from unmeasured.stats import membership_metrics
-from unmeasured.stats.estimate import Estimate
-from unmeasured.stats.intervals import clopper_pearson
 
 
 @register
@@ -71,37 +68,22 @@ class Subpopulation(MembershipAttack):
         population = ctx.records("population")
         record_scores = self.attack_scores(ctx, "audit")
         reference = self.attack_scores(ctx, "population")
-        groups, inverse = np.unique(
-            np.asarray(records.columns["group"]).astype(str), return_inverse=True
-        )
-        counts = np.bincount(inverse)
-        in_counts = np.bincount(inverse, weights=is_member)
-        mixed = (in_counts > 0) & (in_counts < counts)
-        if mixed.any():
-            raise DataError(
-                f"data: {int(mixed.sum())} groups have records among both members and non-members "
-                f"(e.g. group {groups[np.argmax(mixed)]!r}); a group is in or out as a whole"
-            )
-        p_values = np.ones(len(groups))
-        for g in range(len(groups)):
-            own = inverse == g
+        groups = whole_units(records.columns["group"], is_member, "group")
+        p_values = np.ones(len(groups.names))
+        for g in range(len(groups.names)):
+            own = groups.of_record == g
             comparable = np.isin(population.y, records.y[own])
             if comparable.sum() < 2:
                 continue  # nothing to compare with: no evidence either way
             p_values[g] = mannwhitneyu(
                 record_scores[own], reference[comparable], alternative="greater"
             ).pvalue
-        group_in = (in_counts > 0).astype(np.int8)
+        group_in = groups.is_member
         score = -np.log10(np.maximum(p_values, 1e-300))
         metrics = membership_metrics(score, group_in, confidence=ctx.confidence)
         flagged = false_discovery_control(p_values) <= self.alpha
-        for name, truth in (("detected_groups", 1), ("falsely_detected_groups", 0)):
-            hits, n = int(flagged[group_in == truth].sum()), int((group_in == truth).sum())
-            metrics[name] = (
-                Estimate(hits / n, clopper_pearson(hits, n, ctx.confidence), n, ctx.confidence)
-                if n
-                else Estimate.not_estimable("no such group in the data", n=0)
-            )
+        metrics["detected_groups"] = groups.flagged_rate(flagged, 1, ctx.confidence)
+        metrics["falsely_detected_groups"] = groups.flagged_rate(flagged, 0, ctx.confidence)
         return AuditResult(
             name=self.name,
             metrics=metrics,
@@ -110,10 +92,10 @@ class Subpopulation(MembershipAttack):
                 "is_member": group_in,
                 "p_value": p_values,
                 "flagged": flagged.astype(np.int8),
-                "records_per_group": counts.astype(np.int64),
+                "records_per_group": groups.sizes.astype(np.int64),
             },
             details={
-                "n_groups": len(groups),
+                "n_groups": len(groups.names),
                 "alpha": self.alpha,
                 "operating_point": None,
                 "operating_point_reason": "groups are flagged by their p-values (Benjamini–Hochberg)",

@@ -14,9 +14,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from unmeasured.audits.base import BOOLEAN, AuditContext, Constraint, Requirements, interval
-from unmeasured.audits.membership.attack import MEMBERSHIP_ROLES, MembershipAttack
+from unmeasured.audits.membership.attack import MEMBERSHIP_ROLES, MembershipAttack, whole_units
 from unmeasured.audits.registry import available, create, register
-from unmeasured.errors import ConfigError, DataError
+from unmeasured.errors import ConfigError
 from unmeasured.results import AuditResult
 from unmeasured.stats import membership_metrics
 
@@ -90,23 +90,15 @@ class UserLevel(MembershipAttack):
                 "data.columns: membership.user needs a 'user' column in members and nonmembers"
             )
         scores = np.asarray(self.attack_scores(ctx, "audit"), dtype=np.float64)
-        users, inverse = np.unique(
-            np.asarray(records.columns["user"]).astype(str), return_inverse=True
-        )
-        counts = np.bincount(inverse)
-        member_counts = np.bincount(inverse, weights=is_member)
-        mixed = (member_counts > 0) & (member_counts < counts)
-        if mixed.any():
-            raise DataError(
-                f"data: {int(mixed.sum())} users have records among both members and non-members "
-                f"(e.g. user {users[np.argmax(mixed)]!r}); a user's membership must be one fact"
-            )
+        users = whole_units(records.columns["user"], is_member, "user")
         finite = np.isfinite(scores)
-        sums = np.bincount(inverse[finite], weights=scores[finite], minlength=len(users))
-        n_finite = np.bincount(inverse[finite], minlength=len(users))
+        n_users = len(users.names)
+        sums = np.bincount(users.of_record[finite], weights=scores[finite], minlength=n_users)
+        n_finite = np.bincount(users.of_record[finite], minlength=n_users)
         keep = n_finite > 0
         user_scores = sums[keep] / n_finite[keep]
-        user_member = (member_counts[keep] > 0).astype(np.int8)
+        user_member = users.is_member[keep]
+        counts = users.sizes
         metrics = membership_metrics(user_scores, user_member, confidence=ctx.confidence)
         metrics["record_auc"] = membership_metrics(
             scores[finite], is_member[finite], confidence=ctx.confidence

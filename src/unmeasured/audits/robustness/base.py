@@ -13,7 +13,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ from unmeasured.audits.robustness.attacks import Model
 from unmeasured.audits.robustness.norms import NORMS, clip_to_box, inside, project_to_ball
 from unmeasured.results import AuditResult, Headline
 from unmeasured.stats.estimate import Estimate
-from unmeasured.stats.intervals import clopper_pearson
+from unmeasured.stats.intervals import proportion
 from unmeasured.targets.base import Target
 
 CertificateStatus = Literal["robust", "not_robust", "unknown", "timeout"]
@@ -46,6 +46,18 @@ EPSILONS = Constraint(
 def accuracy_key(eps: float, kind: str = "robust") -> str:
     """The metric name of (robust or certified) accuracy at ``eps``: ``robust_accuracy_at_0.03``."""
     return f"{kind}_accuracy_at_{eps:g}"
+
+
+def test_records(ctx: AuditContext, max_records: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Inputs, labels and positions (in ``data.test``) of the records a robustness audit uses:
+    the same seeded subset for every audit of a run with the same ``max_records``, so attacks,
+    certificates and corruptions are compared on the same records."""
+    test = ctx.records("test")
+    index = np.arange(len(test))
+    if len(test) > max_records:
+        order = ctx.rng(f"robustness/records/{max_records}").permutation(len(test))
+        index = np.sort(order[:max_records])
+    return test.x[index], test.y[index], index
 
 
 def target_model(target: Target) -> Model:
@@ -102,20 +114,11 @@ class RobustnessAudit(Audit):
         return ("clean_accuracy", *(accuracy_key(e, self.accuracy_kind) for e in self.epsilons))
 
     def test_records(self, ctx: AuditContext) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Inputs, labels and positions (in ``data.test``) of the records to use: the same
-        seeded subset for every robustness audit of a run with the same ``max_records``, so
-        attacks and certificates are compared on the same records."""
-        test = ctx.records("test")
-        index = np.arange(len(test))
-        if len(test) > self.max_records:
-            order = ctx.rng(f"robustness/records/{self.max_records}").permutation(len(test))
-            index = np.sort(order[: self.max_records])
-        return test.x[index], test.y[index], index
+        return test_records(ctx, self.max_records)
 
     def estimate(self, hits: np.ndarray, ctx: AuditContext) -> Estimate:
         """A proportion with its Clopper–Pearson interval."""
-        k, n = int(hits.sum()), len(hits)
-        return Estimate(k / n, clopper_pearson(k, n, ctx.confidence), n, ctx.confidence)
+        return proportion(int(hits.sum()), len(hits), ctx.confidence)
 
     def headline(self, result: AuditResult) -> Headline | None:
         clean = result.metrics.get("clean_accuracy")
@@ -192,16 +195,15 @@ class EvasionAttack(RobustnessAudit):
 
     def run(self, ctx: AuditContext) -> AuditResult:
         x, y, index = self.test_records(ctx)
-        bounds = ctx.input_bounds
-        assert bounds is not None  # guaranteed by the requirements check
+        bounds = cast(tuple[float, float], ctx.input_bounds)  # required: checked before the run
         model = self.attack_model(ctx)
         correct = ctx.target.predict_labels(x) == y
         generator = torch.Generator().manual_seed(int(ctx.rng(self.audit_id()).integers(2**31)))
         broken = np.zeros((len(x), len(self.epsilons)), dtype=bool)
         examples: dict[str, np.ndarray] = {}
+        xa, ya = self._tensors(ctx, x, y)
         with ctx.progress.task(f"{self.audit_id()}", total=len(self.epsilons) * len(x)) as step:
             for j, eps in enumerate(self.epsilons):
-                xa, ya = self._tensors(ctx, x, y)
                 self.prepare(model, xa, ya, eps=float(eps), bounds=bounds, generator=generator)
                 for start in range(0, len(x), self.batch_size):
                     part = slice(start, start + self.batch_size)
@@ -306,8 +308,7 @@ class Certifier(RobustnessAudit):
 
     def run(self, ctx: AuditContext) -> AuditResult:
         x, y, index = self.test_records(ctx)
-        bounds = ctx.input_bounds
-        assert bounds is not None  # guaranteed by the requirements check
+        bounds = cast(tuple[float, float], ctx.input_bounds)  # required: checked before the run
         correct = ctx.target.predict_labels(x) == y
         codes = np.zeros((len(x), len(self.epsilons)), dtype=np.int8)
         invalid = 0

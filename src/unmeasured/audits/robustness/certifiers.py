@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import ClassVar, cast
 
 from unmeasured.audits.base import AuditContext, Constraint, Requirements, interval, options
 from unmeasured.audits.registry import register
@@ -38,9 +38,8 @@ def relu_network(ctx: AuditContext) -> ReluNetwork:
             raise TargetError(
                 f"target: {ctx.target.description} exposes no torch module to certify"
             )
-        shape = ctx.data.input_shape
-        assert shape is not None  # the test role is required
-        return to_relu_network(module, shape)
+        # the test role is required, so the data has a shape
+        return to_relu_network(module, cast(tuple[int, ...], ctx.data.input_shape))
 
     return ctx.shared("relu-network", build)
 

@@ -21,7 +21,7 @@ from scipy.stats import bootstrap
 
 from unmeasured.audits.base import Audit, AuditContext, Constraint, Requirements, interval
 from unmeasured.audits.registry import register
-from unmeasured.audits.robustness.base import RobustnessAudit
+from unmeasured.audits.robustness.base import RobustnessAudit, test_records
 from unmeasured.audits.robustness.bn_adaptation import adapt_batchnorm
 from unmeasured.audits.robustness.corruptions import (
     IMAGE_CORRUPTIONS,
@@ -280,12 +280,7 @@ class BatchNormAdaptation(Audit):
         )
 
     def run(self, ctx: AuditContext) -> AuditResult:
-        test = ctx.records("test")
-        index = np.arange(len(test))
-        if len(test) > self.max_records:
-            order = ctx.rng(f"robustness/records/{self.max_records}").permutation(len(test))
-            index = np.sort(order[: self.max_records])
-        x, y = test.x[index], test.y[index]
+        x, y, index = test_records(ctx, self.max_records)
         types = corruption_types(self.corruptions, x.shape[1:])
         module = ctx.target.module  # type: ignore[attr-defined]
         device = getattr(ctx.target, "device", torch.device("cpu"))

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # torch is pinned: this wheel is available locally; an unpinned torch pulls a multi-GB CUDA build.
 TORCH := torch==2.13.0
-EXTRAS ?= dev,onnx,ray,certify
+EXTRAS ?= dev,onnx,ray,certify,lm,dp
 
 .PHONY: demo test lint bench system-deps install clean
 

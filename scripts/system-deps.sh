@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that some tests need: chromium (the HTML report is checked in a
-# real headless browser) and dataset-fashion-mnist (the Fashion-MNIST loader and benchmarks).
+# real headless browser), dataset-fashion-mnist (the Fashion-MNIST loader and benchmarks) and
+# fortunes (a real offline text corpus for the language-model canary audits).
 # Runs apt-get only when something is missing and we are root; otherwise it says what to install
 # and those tests skip with a reason (under CI=true they fail instead of skipping).
 set -u
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 [ -d /usr/share/datasets/fashion-mnist ] || need+=(dataset-fashion-mnist)
+[ -f /usr/share/games/fortunes/fortunes ] || need+=(fortunes)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing Debian packages: ${need[*]}" >&2

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from markupsafe import Markup
 
-from unmeasured.report.sections import generic, membership, robustness
+from unmeasured.report.sections import generic, membership, memorization, robustness
 from unmeasured.results import AuditResult, Verdict
 
 
@@ -31,7 +31,11 @@ class SectionContext:
 
 Renderer = Callable[[Sequence[AuditResult], SectionContext], Markup]
 
-SECTIONS: dict[str, Renderer] = {"membership": membership.render, "robustness": robustness.render}
+SECTIONS: dict[str, Renderer] = {
+    "membership": membership.render,
+    "robustness": robustness.render,
+    "memorization": memorization.render,
+}
 TITLES = {
     "membership": "Membership inference",
     "robustness": "Robustness",

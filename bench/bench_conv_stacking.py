@@ -1,7 +1,8 @@
 """Ways to stack K copies of the CNN recipe's network for one training step, timed on this
 machine: one model after another (the sequential backend's work), grouped convolutions with the
-K models as groups (NCHW and channels_last), and ``torch.func.vmap`` (the trainer's stacked
-engine for CNNs). Each variant runs forward, backward and no optimiser step on random data of
+K models as groups (NCHW and channels_last, written out here, and the trainer's ``grouped``
+engine, which is the channels_last form), and ``torch.func.vmap`` (the engine for other
+networks). Each variant runs forward, backward and no optimiser step on random data of
 the recipe's shapes (1x28x28, channels 16 and 32, 2x2 pooling, a linear classifier); the best
 of ``--repeats`` steps is the figure.
 
@@ -22,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import load_average, write_result
 
 from unmeasured.training import CNNRecipe
-from unmeasured.training.ensemble import _FuncStack
+from unmeasured.training.ensemble import _ConvStack, _FuncStack
 
 
 def best_ms(step, repeats: int) -> float:
@@ -62,6 +63,12 @@ def measure(models: list[torch.nn.Module], batch: int, repeats: int) -> dict:
         logits = torch.baddbmm(b3, h, w3)
         F.cross_entropy(logits.reshape(-1, 10), y.reshape(-1)).backward()
 
+    conv_stack = _ConvStack(models)  # the trainer's "grouped" engine
+
+    def trainer_grouped() -> None:
+        logits = conv_stack.forward(x)
+        F.cross_entropy(logits.reshape(-1, 10), y.reshape(-1)).backward()
+
     stack = _FuncStack(models)
 
     def func_vmap() -> None:
@@ -72,6 +79,7 @@ def measure(models: list[torch.nn.Module], batch: int, repeats: int) -> dict:
         "sequential": sequential,
         "grouped_conv": lambda: grouped(False),
         "grouped_conv_channels_last": lambda: grouped(True),
+        "trainer_grouped_engine": trainer_grouped,
         "torch_func_vmap": func_vmap,
     }
     row: dict = {"batch_size": batch, "k": k, "load_average_before": load_average()}
@@ -99,7 +107,7 @@ def main() -> None:
         rows.append(row)
         print(row, flush=True)
     path = write_result(
-        "conv_stacking_cpu",
+        f"conv_stacking_cpu_{torch.get_num_threads()}threads",
         {
             "what": "one forward+backward step of K CNN-recipe networks (1x28x28, channels "
             "16/32): one after another vs grouped convolutions vs torch.func.vmap; best of "

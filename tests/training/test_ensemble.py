@@ -104,19 +104,51 @@ def test_chunks_give_the_same_models(digits, masks) -> None:
     np.testing.assert_allclose(chunked, whole, atol=ATOL)
 
 
-def test_cnns_stack_through_torch_func(digits, masks) -> None:
+@pytest.mark.parametrize("engine", ["grouped", "torch.func"])
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_stacked_cnns_equal_cnns_trained_alone(digits, masks, engine, optimizer) -> None:
+    """Two conv layers (one pooled, one not: 8 → 4 pixels) and a linear classifier, stacked
+    as grouped convolutions or through torch.func, train the very models of the loop."""
+    x, y = digits
+    images = x.reshape(-1, 1, 8, 8)
+    halves = np.zeros((3, len(x)), dtype=bool)  # equal sizes: one stack, one schedule length
+    for k in range(3):
+        halves[k, np.random.default_rng(k).permutation(len(x))[:150]] = True
+    recipe = CNNRecipe(channels=(4, 6), epochs=2, batch_size=50, optimizer=optimizer, lr=0.01)
+    seq = train_ensemble(
+        recipe,
+        images,
+        y,
+        halves,
+        images[:40],
+        seeds=SEEDS[:3],
+        num_classes=10,
+        backend="sequential",
+    )
+    stacked = train_stacked(recipe, images, y, 10, images[:40], halves, SEEDS[:3], engine)
+    np.testing.assert_allclose(stacked, seq, atol=ATOL)
+    assert np.abs(seq[0] - seq[1]).max() > 0.1  # different models: the check is not vacuous
+
+
+def test_cnns_stack_as_grouped_convolutions(digits, masks) -> None:
     x, y = digits
     images = x.reshape(-1, 1, 8, 8)
     recipe = CNNRecipe(channels=(4,), epochs=1, batch_size=50)
-    kw = dict(seeds=SEEDS[:2], num_classes=10)
-    seq = train_ensemble(recipe, images, y, masks[:2], images[:40], backend="sequential", **kw)
     report = TrainingReport()
-    vm = train_ensemble(
-        recipe, images, y, masks[:2], images[:40], backend="vmap", report=report, **kw
+    train_ensemble(
+        recipe,
+        images,
+        y,
+        masks[:2],
+        images[:40],
+        seeds=SEEDS[:2],
+        num_classes=10,
+        backend="vmap",
+        report=report,
     )
-    assert (report.backend, report.engine) == ("vmap", "torch.func")
-    assert any("torch.func" in note for note in report.notes)
-    np.testing.assert_allclose(vm, seq, atol=ATOL)
+    assert (report.backend, report.engine) == ("vmap", "grouped")
+    with pytest.raises(ConfigError, match="'grouped' stacks Conv2d"):
+        train_stacked(MLPRecipe(hidden=(8,), epochs=1), x, y, 10, x[:5], masks[:1], [0], "grouped")
 
 
 class BatchNormRecipe(TorchRecipe):
@@ -179,9 +211,10 @@ def test_backend_choice_without_a_probe() -> None:
 
 @pytest.mark.parametrize("slow", ["stacked", "one_by_one"])
 def test_auto_picks_what_the_probe_measures_fastest(digits, monkeypatch, slow: str) -> None:
-    """A backend made slow on purpose (20 ms per optimiser step) loses the probe."""
+    """A backend made slow on purpose (20 ms per optimiser step) loses the probe. (Only the
+    plan is made: 200 epochs make the run long enough for a probe of stacking to pay.)"""
     x, y = digits
-    job = _Job(MLPRecipe(hidden=(8,), epochs=1, batch_size=16), x, y, 10, x[:5])
+    job = _Job(MLPRecipe(hidden=(8,), epochs=200, batch_size=16), x, y, 10, x[:5])
     original = getattr(_Job, slow)
 
     def sluggish(self, *args, **kwargs):
@@ -201,6 +234,16 @@ def test_auto_picks_what_the_probe_measures_fastest(digits, monkeypatch, slow: s
     assert report.notes[-1].endswith(f"chose {backend}")
     slowest = "vmap" if slow == "stacked" else "sequential"
     assert report.probe[slowest] > report.probe[backend]
+
+
+def test_auto_trains_a_short_run_one_by_one_without_probing_stacking(digits) -> None:
+    """4 models of one epoch (19 steps each): a probe of stacking (3 steps of 4 models) would
+    cost 16% of the whole sequential run, more than it could win back."""
+    x, y = digits
+    job = _Job(MLPRecipe(hidden=(8,), epochs=1, batch_size=16), x, y, 10, x[:5])
+    backend, report = choose(job, "auto", 4, workers=1)
+    assert backend == "sequential" and set(report.probe) == {"sequential"}
+    assert "would cost more than 3% of training one model at a time" in report.notes[-1]
 
 
 def test_sklearn_recipe_in_an_ensemble(digits, masks) -> None:

@@ -14,6 +14,7 @@ Exit codes, a contract CI builds on:
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -108,6 +109,14 @@ def audit(
             help="Allow loading pickle/joblib model files (they can run arbitrary code).",
         ),
     ] = False,
+    memory_budget_mb: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001,
+            help="Warn before training reference models that would need more memory than this "
+            "(default: the machine's free memory; also $UNMEASURED_MEMORY_BUDGET_MB).",
+        ),
+    ] = None,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
@@ -115,7 +124,10 @@ def audit(
     from unmeasured.api import audit_config
     from unmeasured.config import load_config
     from unmeasured.store import default_run_dir
+    from unmeasured.training.resources import MEMORY_BUDGET_ENV
 
+    if memory_budget_mb is not None:
+        os.environ[MEMORY_BUDGET_ENV] = str(memory_budget_mb)
     loaded = load_config(config)
     out = out or default_run_dir(config.stem)
     run = audit_config(

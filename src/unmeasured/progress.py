@@ -23,6 +23,10 @@ class Progress:
     def log(self, message: str) -> None:
         """A one-line status message (stderr)."""
 
+    def warn(self, message: str) -> None:
+        """A one-line warning on stderr, shown even when progress and log lines are not."""
+        print(message, file=sys.stderr)
+
 
 NullProgress = Progress
 
@@ -80,3 +84,6 @@ class RichProgress(Progress):
             self.console.print(message, highlight=False)
         else:
             print(message, file=sys.stderr)
+
+    def warn(self, message: str) -> None:
+        self.log(message)

@@ -340,3 +340,20 @@ def test_a_test_set_alone_feeds_robustness_but_not_membership(
         "audits[0] (membership.loss) needs data data.members, data.nonmembers | audits[1] "
         "(membership.lira[online]) needs data data.members, data.nonmembers",
     )
+
+
+def test_a_memory_budget_flag_warns_before_training(project, capsys, monkeypatch) -> None:
+    """Two reference MLPs need about 390 KB: a budget of 0.1 MB warns before training, and
+    the run still finishes with 0 (the budget warns; it does not stop the run)."""
+    monkeypatch.delenv("UNMEASURED_MEMORY_BUDGET_MB", raising=False)
+    config = project(
+        config='cache_dir = "models"\n'  # a fresh cache: the models are trained here
+        + CONFIG
+        + RECIPE
+        + '[[audits]]\nname = "membership.lira"\nmode = "offline"\nnum_models = 2\n'
+    )
+    code, _, err = _audit(capsys, config, "--memory-budget-mb", "0.1")
+    assert code == 0, err
+    assert "more than the memory budget of 102.4 KB" in err
+    code, _, err = _audit(capsys, config, "--memory-budget-mb", "0")
+    _one_line_error(code, err, "--memory-budget-mb")

@@ -219,7 +219,7 @@ def train_ensemble(
         report.estimate = _estimate(job, plan, masks, todo, k_total, memory_budget_mb)
         progress.log(report.estimate.line())
         for warning in report.estimate.warnings:
-            progress.log(warning)
+            progress.warn(warning)
     # allocated only after the estimate had its say
     out = np.zeros((k_total, len(query_x), num_classes), dtype=np.float32)
     for k, hit in hits.items():

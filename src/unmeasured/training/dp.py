@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -202,7 +203,14 @@ class DPRecipe(Recipe):
         spent = self.privacy(len(x))
         base = self.base
         device = base.torch_device()
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        with (
+            torch.random.fork_rng(devices=[device] if device.type == "cuda" else []),
+            warnings.catch_warnings(),
+        ):
+            # said in the module docstring: reproducible noise, not secure_mode's generator;
+            # and torch's note that the inputs need no gradient (they do not)
+            warnings.filterwarnings("ignore", message="Secure RNG turned off")
+            warnings.filterwarnings("ignore", message="Full backward hook is firing")
             torch.manual_seed(seed)
             model = base.architecture(tuple(x.shape[1:]), num_classes)
             problems = ModuleValidator.validate(model, strict=False)

@@ -17,6 +17,7 @@ from unmeasured.report.html import render_html
 from unmeasured.results import RunResult
 
 MODEL_PY = """
+from torch import nn
 
 def build():
     return nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))

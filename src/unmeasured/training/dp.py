@@ -23,6 +23,7 @@ not Opacus's ``secure_mode`` (a cryptographic generator), which a reproducible a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import warnings
@@ -69,6 +70,39 @@ class PrivacySpent:
             "steps": self.steps,
             "accountant": self.accountant,
         }
+
+
+@functools.lru_cache(maxsize=256)
+def _privacy_spent(
+    noise_multiplier: float | None,
+    target_epsilon: float | None,
+    delta: float,
+    rate: float,
+    steps: int,
+    accountant: str,
+) -> PrivacySpent:
+    """The accountant's guarantee (memoised: Opacus's RDP and PRV computations take a good
+    fraction of a second each, and finding the noise for a target ε takes a dozen of them)."""
+    _opacus()
+    from opacus.accountants import create_accountant
+    from opacus.accountants.utils import get_noise_multiplier
+
+    sigma = noise_multiplier
+    if sigma is None:
+        try:
+            sigma = get_noise_multiplier(
+                target_epsilon=target_epsilon,
+                target_delta=delta,
+                sample_rate=rate,
+                steps=steps,
+                accountant=accountant,
+            )
+        except ValueError as e:
+            raise ConfigError(f"recipe.target_epsilon: {e}") from None
+    spent = create_accountant(mechanism=accountant)
+    spent.history = [(float(sigma), rate, steps)]
+    epsilon = float(spent.get_epsilon(delta=delta))
+    return PrivacySpent(epsilon, delta, float(sigma), rate, steps, accountant)
 
 
 def _opacus() -> Any:
@@ -167,27 +201,10 @@ class DPRecipe(Recipe):
                 f"recipe.delta: {self.delta:g} is not below 1/n = {1 / n:.3g} for {n} training "
                 "records; a δ that large allows releasing a record outright"
             )
-        _opacus()
-        from opacus.accountants import create_accountant
-        from opacus.accountants.utils import get_noise_multiplier
-
         rate, steps = self.schedule(n)
-        sigma = self.noise_multiplier
-        if sigma is None:
-            try:
-                sigma = get_noise_multiplier(
-                    target_epsilon=self.target_epsilon,
-                    target_delta=self.delta,
-                    sample_rate=rate,
-                    steps=steps,
-                    accountant=self.accountant,
-                )
-            except ValueError as e:
-                raise ConfigError(f"recipe.target_epsilon: {e}") from None
-        accountant = create_accountant(mechanism=self.accountant)
-        accountant.history = [(float(sigma), rate, steps)]
-        epsilon = float(accountant.get_epsilon(delta=self.delta))
-        return PrivacySpent(epsilon, self.delta, float(sigma), rate, steps, self.accountant)
+        return _privacy_spent(
+            self.noise_multiplier, self.target_epsilon, self.delta, rate, steps, self.accountant
+        )
 
     def fit(self, x: np.ndarray, y: np.ndarray, *, num_classes: int, seed: int) -> nn.Module:
         """Train one model with DP-SGD; the accountant's guarantee is ``model.privacy``.

@@ -13,7 +13,7 @@ from unmeasured.audits.base import Audit
 from unmeasured.errors import ConfigError, one_of
 
 #: the built-in audit families, each a package ``unmeasured.audits.<family>``
-FAMILIES = ("membership", "robustness", "memorization")
+FAMILIES = ("membership", "robustness", "memorization", "defences")
 
 REGISTRY: dict[str, type[Audit]] = {}
 

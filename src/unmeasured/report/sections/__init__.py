@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from markupsafe import Markup
 
-from unmeasured.report.sections import generic, membership, memorization, robustness
+from unmeasured.report.sections import defences, generic, membership, memorization, robustness
 from unmeasured.results import AuditResult, Verdict
 
 
@@ -35,11 +35,13 @@ SECTIONS: dict[str, Renderer] = {
     "membership": membership.render,
     "robustness": robustness.render,
     "memorization": memorization.render,
+    "defences": defences.render,
 }
 TITLES = {
     "membership": "Membership inference",
     "robustness": "Robustness",
     "memorization": "Memorization",
+    "defences": "Defences",
 }
 
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
-
 from tests.conftest import require_system_path
+
 from unmeasured.api import audit
 from unmeasured.audits.memorization.canaries import (
     CanaryFormat,
@@ -76,7 +76,9 @@ def test_repeated_canaries_are_exposed_and_controls_are_not(run: dict) -> None:
 
 
 def test_exact_and_extrapolated_exposure_agree(run: dict) -> None:
-    exact = {r["text"]: r for r in run["run"]["memorization.exposure[method=auto]"].details["canaries"]}
+    exact = {
+        r["text"]: r for r in run["run"]["memorization.exposure[method=auto]"].details["canaries"]
+    }
     extra = run["run"]["memorization.exposure[method=extrapolated]"]
     assert extra.details["method"] == "extrapolated"
     for row in extra.details["canaries"]:
@@ -142,4 +144,16 @@ def test_a_classifier_recipe_is_refused(run: dict, tmp_path: Path) -> None:
 
     # an input error found while running stops the run: raised, not a failed audit
     with pytest.raises(ConfigError, match="recipe.kind: memorization.exposure retrains"):
-        audit(run["clean"], recipe=MLPRecipe(), audits=["memorization.exposure"], cache_dir=tmp_path)
+        audit(
+            run["clean"], recipe=MLPRecipe(), audits=["memorization.exposure"], cache_dir=tmp_path
+        )
+
+
+def test_report_shows_exposure_against_repetitions(run: dict) -> None:
+    from unmeasured.report import render_html
+
+    page = render_html(run["run"])
+    assert "times planted" in page and "<svg" in page
+    for row in run["run"]["memorization.exposure[method=auto]"].details["canaries"]:
+        assert row["text"] in page
+    assert "vocabulary" in page  # the target card of a language model

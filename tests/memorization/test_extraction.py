@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from tests.conftest import require_system_path
+
 from unmeasured.api import audit
 from unmeasured.audits.memorization.canaries import beam_search
 from unmeasured.training.language import FORTUNES, CharLMRecipe
@@ -69,3 +69,10 @@ def test_beam_search_finds_at_least_the_greedy_likelihood(run: dict) -> None:
     wide = beam_search(run["clean"], "my pin code is ", "0123456789", 4, 16)
     assert len(wide.secrets) == 16 and len(set(wide.secrets)) == 16
     assert wide.log_perplexities[0] <= greedy.log_perplexities[0] + 1e-9
+
+
+def test_report_lists_extracted_canaries_with_their_beam_width(run: dict) -> None:
+    from unmeasured.report import render_html
+
+    page = render_html(run["run"])
+    assert "yes, width 1" in page and page.count("not recovered") == 5

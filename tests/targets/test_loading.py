@@ -303,7 +303,7 @@ def test_onnx_matches_torch(project: Path, x) -> None:
 def test_unknown_kind_lists_kinds(tmp_path: Path) -> None:
     _raises(
         TargetError,
-        "target.kind: unknown kind 'keras'; choose 'onnx', 'sklearn', 'torch' or 'torchscript'",
+        "target.kind: unknown kind 'keras'; choose 'onnx', 'sklearn', 'torch', 'torchscript' or 'transformers'",
         kind="keras",
         base_dir=tmp_path,
     )

@@ -25,7 +25,7 @@ import numpy as np
 from unmeasured.audits.base import Audit, AuditContext
 from unmeasured.audits.registry import create, family_members
 from unmeasured.config import DEFAULT_AUDITS, AuditEntry, LoadedConfig
-from unmeasured.data import ROLES, Records, build_datasets, check_labels, load_records
+from unmeasured.data import ROLES, Datasets, Records, build_datasets, check_labels, load_records
 from unmeasured.errors import ConfigError, DataError, InputError
 from unmeasured.gates import check_rules, evaluate
 from unmeasured.progress import Progress
@@ -35,6 +35,7 @@ from unmeasured.stats.intervals import proportion
 from unmeasured.store import RunStore, default_cache_dir
 from unmeasured.targets import as_target, load_target, resolve_num_classes
 from unmeasured.targets.base import Target
+from unmeasured.targets.language import LanguageModel
 
 AuditSpec = str | Audit | AuditEntry | tuple[str, dict[str, Any]]
 RecordsLike = Records | tuple[np.ndarray, np.ndarray]
@@ -125,10 +126,9 @@ def audit(
         )
         if value is not None
     }
-    if not given:
-        raise DataError(f"data: no records given; pass at least one of {', '.join(ROLES)}")
-    data = build_datasets(given)
-    check_labels(data, resolve_num_classes(target, data.items()[0][1].x))
+    data = _checked_data(
+        target, given, DataError("data: no records given; pass at least one of " + ", ".join(ROLES))
+    )
     ctx = AuditContext(
         target=target,
         data=data,
@@ -208,10 +208,11 @@ def audit_config(
         seen[path.resolve()] = role
         given[role] = _load_data_file(path, role, cfg.data)
         files[role] = path
-    if not given:
-        raise ConfigError(f"data: no data file given; set at least one of {', '.join(ROLES)}")
-    data = build_datasets(given)
-    check_labels(data, resolve_num_classes(target, data.items()[0][1].x))
+    data = _checked_data(
+        target,
+        given,
+        ConfigError("data: no data file given; set at least one of " + ", ".join(ROLES)),
+    )
     recipe = None
     if cfg.recipe is not None:
         from unmeasured.training import load_recipe
@@ -345,6 +346,14 @@ def preflight(planned: Sequence[PlannedAudit], ctx: AuditContext) -> None:
 def target_card(ctx: AuditContext, bounds_source: str | None) -> TargetCard:
     """What is audited: the target's size, input and accuracy on every labelled role."""
     target = ctx.target
+    if isinstance(target, LanguageModel):
+        return TargetCard(
+            description=target.description,
+            num_classes=target.vocabulary_size,
+            parameters=target.parameter_count(),
+            files={str(f): sha256_file(f) for f in target.files},
+            kind="language model",
+        )
     accuracy = {}
     for role, records in ctx.data.items():
         correct = int((ctx.log_probs(role).argmax(axis=1) == records.y).sum())
@@ -417,6 +426,20 @@ def run_audits(
         store.save(run)
         store.write_report(run)
     return run
+
+
+def _checked_data(
+    target: Target | LanguageModel, given: dict[str, Records], none: InputError
+) -> Datasets:
+    """The run's datasets, checked against the target. A classifier needs records (raise
+    ``none`` otherwise) whose labels fit its classes; a language model may have none."""
+    if isinstance(target, LanguageModel):
+        return build_datasets(given)
+    if not given:
+        raise none
+    data = build_datasets(given)
+    check_labels(data, resolve_num_classes(target, data.items()[0][1].x))
+    return data
 
 
 def _cache_dir(path: Path | str | None) -> Path:

@@ -4,7 +4,7 @@ Example::
 
     seed = 0
     [target]
-    kind = "torch"                 # torch | torchscript | sklearn | onnx
+    kind = "torch"                 # torch | torchscript | sklearn | onnx | transformers
     factory = "model.py:build"     # relative to this file
     weights = "model.safetensors"
     [data]                         # every role is optional; each audit says what it needs
@@ -47,7 +47,7 @@ class _Strict(BaseModel):
 class TargetConfig(_Strict):
     """``[target]``: the model under audit."""
 
-    kind: Literal["torch", "torchscript", "sklearn", "onnx"]
+    kind: Literal["torch", "torchscript", "sklearn", "onnx", "transformers"]
     factory: str | None = None
     factory_kwargs: dict[str, Any] = Field(default_factory=dict)
     weights: str | None = None

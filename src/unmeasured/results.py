@@ -76,6 +76,8 @@ class TargetCard:
             came from (``"config"``, ``"target"``, ``"data"``).
         accuracy: accuracy on each labelled data role given, as an `Estimate`.
         files: sha256 of each file the target was loaded from.
+        kind: ``"classifier"``, or ``"language model"`` (then ``num_classes`` is the size of its
+            vocabulary and there is no accuracy).
     """
 
     description: str
@@ -86,11 +88,13 @@ class TargetCard:
     bounds_source: str | None = None
     accuracy: dict[str, Estimate] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
+    kind: str = "classifier"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "description": self.description,
             "num_classes": self.num_classes,
+            "kind": self.kind,
             "parameters": self.parameters,
             "input_shape": None if self.input_shape is None else list(self.input_shape),
             "input_bounds": None if self.input_bounds is None else list(self.input_bounds),
@@ -112,6 +116,7 @@ class TargetCard:
             bounds_source=d.get("bounds_source"),
             accuracy={k: Estimate.from_dict(v) for k, v in d.get("accuracy", {}).items()},
             files=dict(d.get("files", {})),
+            kind=d.get("kind", "classifier"),
         )
 
 

@@ -23,8 +23,11 @@ from unmeasured.errors import ConfigError
 from unmeasured.gates import parse_rule
 from unmeasured.results import load_schema
 from unmeasured.training import MLPRecipe
+from unmeasured.training.language import CharLMRecipe
 
 RECIPE = MLPRecipe(hidden=(16,), epochs=3, batch_size=32)
+#: for audits of language models (the "sequences" capability)
+LM_RECIPE = CharLMRecipe(max_lines=60, embedding=8, hidden=16, epochs=1)
 #: parameters that keep every audit cheap on the fixture
 CHEAP = {
     "num_models": 2,
@@ -38,7 +41,7 @@ NAMES = sorted(available())
 
 
 @pytest.fixture(scope="module")
-def tiny() -> dict:
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict:
     digits = load_digits()
     x = (digits.data / 16.0).astype(np.float32)
     y = digits.target.astype(np.int64)
@@ -62,7 +65,16 @@ def tiny() -> dict:
         optimizer.zero_grad()
         nn.functional.cross_entropy(model(xm), ym).backward()
         optimizer.step()
-    return {"model": model.eval(), "roles": roles}
+    lines = [f"record {i} of the tiny corpus, line {i * 7 % 13}" for i in range(60)]
+    corpus = tmp_path_factory.mktemp("corpus") / "lines.txt"
+    corpus.write_text("\n".join(lines))
+    lm_recipe = CharLMRecipe(**{**LM_RECIPE.params(), "corpus": str(corpus)})
+    return {
+        "model": model.eval(),
+        "roles": roles,
+        "language_model": lm_recipe.train(seed=0),
+        "lm_recipe": lm_recipe,
+    }
 
 
 def _cheap(name: str) -> dict:
@@ -71,6 +83,14 @@ def _cheap(name: str) -> dict:
 
 
 def _run(tiny: dict, name: str, cache: Path):  # type: ignore[no-untyped-def]
+    if "sequences" in create(name, _cheap(name)).requirements().capabilities:
+        return audit(
+            tiny["language_model"],
+            recipe=tiny["lm_recipe"],
+            audits=[(name, _cheap(name))],
+            cache_dir=cache,
+            seed=3,
+        )
     return audit(
         tiny["model"],
         **tiny["roles"],

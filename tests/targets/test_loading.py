@@ -303,11 +303,12 @@ def test_onnx_matches_torch(project: Path, x) -> None:
 def test_unknown_kind_lists_kinds(tmp_path: Path) -> None:
     _raises(
         TargetError,
-        "target.kind: unknown kind 'keras'; choose 'onnx', 'sklearn', 'torch' or 'torchscript'",
+        "target.kind: unknown kind 'keras'; choose 'onnx', 'sklearn', 'torch', 'torchscript' "
+        "or 'transformers'",
         kind="keras",
         base_dir=tmp_path,
     )
-    assert set(KINDS) == {"torch", "torchscript", "sklearn", "onnx"}
+    assert set(KINDS) == {"torch", "torchscript", "sklearn", "onnx", "transformers"}
 
 
 def test_errors_name_the_callers_table(project: Path) -> None:

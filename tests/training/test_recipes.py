@@ -116,7 +116,10 @@ def test_load_sklearn_recipes(tmp_path: Path) -> None:
     ("spec", "field"),
     [
         ({}, "recipe.kind"),
-        ({"kind": "transformer"}, "recipe.kind: unknown recipe 'transformer'; choose 'cnn'"),
+        (
+            {"kind": "transformer"},
+            "recipe.kind: unknown recipe 'transformer'; choose 'char_lm', 'cnn'",
+        ),
         ({"kind": "mlp", "hiden": [3]}, "recipe.hiden: unknown parameter of 'mlp'; allowed"),
         ({"kind": "mlp", "hidden": [0]}, "recipe.hidden"),
         ({"kind": "mlp", "optimizer": "lbfgs"}, "recipe.optimizer: .* one of 'adam', 'sgd'"),

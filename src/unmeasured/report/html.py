@@ -115,7 +115,8 @@ def _outcome_note(run: RunResult) -> str:
 def _card(card: TargetCard | None) -> dict[str, Any] | None:
     if card is None:
         return None
-    facts = [("model", card.description), ("classes", str(card.num_classes))]
+    counted = "vocabulary" if card.kind == "language model" else "classes"
+    facts = [("model", card.description), (counted, str(card.num_classes))]
     if card.parameters is not None:
         facts.append(("parameters", f"{card.parameters:,}"))
     if card.input_shape is not None:

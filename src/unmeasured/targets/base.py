@@ -18,8 +18,18 @@ import numpy as np
 from unmeasured.errors import TargetError, one_of
 
 #: what a target can give an audit: predicted labels, per-class scores, raw logits, input
-#: gradients, its weights, named layers' features, batch-norm layers with running statistics
-CAPABILITIES = ("labels", "scores", "logits", "gradients", "weights", "layers", "batchnorm")
+#: gradients, its weights, named layers' features, batch-norm layers with running statistics;
+#: ``sequences``: a language model's next-token probabilities (`targets.language`)
+CAPABILITIES = (
+    "labels",
+    "scores",
+    "logits",
+    "gradients",
+    "weights",
+    "layers",
+    "batchnorm",
+    "sequences",
+)
 OutputKind = Literal["logits", "probabilities"]
 OUTPUT_KINDS = ("logits", "probabilities")
 

@@ -19,6 +19,7 @@ import numpy as np
 from unmeasured.entrypoints import load_callable
 from unmeasured.errors import TargetError, UntrustedPickleError, one_of
 from unmeasured.targets.base import OUTPUT_KINDS, Target, UnsupportedModelError, first_line
+from unmeasured.targets.language import LanguageModel
 
 OUTPUTS = ("auto", *OUTPUT_KINDS)
 PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
@@ -76,12 +77,13 @@ def load_target(
     batch_size: int = 512,
     trusted_types: list[str] | None = None,
     field: str = "target",
-) -> Target:
+) -> Target | LanguageModel:
     """The target a ``[target]`` config table describes (paths relative to ``base_dir``).
 
     Args:
         kind: ``"torch"`` (``factory`` and optional ``weights``), ``"torchscript"``,
-            ``"sklearn"`` or ``"onnx"`` (each a ``path``).
+            ``"sklearn"`` or ``"onnx"`` (each a ``path``), or ``"transformers"`` (a causal
+            language model: ``path`` is a local directory written by ``save_pretrained``).
         base_dir: what relative paths (and ``file.py`` factories) are relative to.
         factory: ``"file.py:build"`` or ``"package.module:build"``, a function returning the
             ``nn.Module``; called with ``factory_kwargs``.
@@ -143,7 +145,8 @@ def resolve_num_classes(target: Target, example: np.ndarray) -> int:
 
 
 def as_target(obj: Any, *, num_classes: int | None = None, **kwargs: Any) -> Target:
-    """Wrap an in-memory model for the Python API: a `Target` (returned as is), a torch
+    """Wrap an in-memory model for the Python API: a `Target` or a `LanguageModel` (returned
+    as is), a torch
     ``nn.Module`` (a ``ScriptModule`` too), a fitted scikit-learn classifier, or a callable
     returning per-class outputs (give ``num_classes``).
 
@@ -163,8 +166,8 @@ def as_target(obj: Any, *, num_classes: int | None = None, **kwargs: Any) -> Tar
         >>> as_target(nn.Linear(4, 3)).description
         'torch Linear'
     """
-    if isinstance(obj, Target):
-        return obj
+    if isinstance(obj, (Target, LanguageModel)):
+        return obj  # type: ignore[return-value]
     from torch import jit, nn
 
     if isinstance(obj, jit.ScriptModule):
@@ -263,11 +266,36 @@ def _load_onnx(request: _Request) -> Target:
     )
 
 
-_LOADERS: dict[str, Callable[[_Request], Target]] = {
+def _load_transformers(request: _Request) -> LanguageModel:
+    from unmeasured.targets.language import TransformersLanguageModel
+
+    relative = request.path
+    if not relative:
+        raise TargetError(f"{request.field}.path: required for kind 'transformers' (a directory)")
+    p = Path(relative).expanduser()
+    if request.output != "auto":
+        raise TargetError(
+            f"{request.field}.output: not used by kind 'transformers' (it gives token "
+            "probabilities); remove it"
+        )
+    if request.num_classes is not None:
+        raise TargetError(
+            f"{request.field}.num_classes: not used by kind 'transformers'; remove it"
+        )
+    return TransformersLanguageModel(
+        p if p.is_absolute() else request.base_dir / p,
+        batch_size=request.batch_size,
+        device=request.device,
+        field=f"{request.field}.path",
+    )
+
+
+_LOADERS: dict[str, Callable[[_Request], Target | LanguageModel]] = {
     "torch": _load_torch,
     "torchscript": _load_torchscript,
     "sklearn": _load_sklearn,
     "onnx": _load_onnx,
+    "transformers": _load_transformers,
 }
 KINDS = tuple(_LOADERS)
 

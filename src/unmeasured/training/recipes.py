@@ -559,13 +559,14 @@ BUILTIN_RECIPES: dict[str, type[TorchRecipe]] = {
     "logistic": LogisticRecipe,
     "cnn": CNNRecipe,
 }
-RECIPE_KINDS = (*BUILTIN_RECIPES, "sklearn", "python")
+RECIPE_KINDS = (*BUILTIN_RECIPES, "char_lm", "sklearn", "python")
 
 
 def load_recipe(spec: dict[str, Any], base_dir: Path, *, target_estimator: Any = None) -> Recipe:
     """A recipe from a ``[recipe]`` config table.
 
     * ``kind = "mlp" | "logistic" | "cnn"`` plus that recipe's parameters;
+    * ``kind = "char_lm"``: a character language model (`training.language.CharLMRecipe`);
     * ``kind = "sklearn"`` with ``estimator = "sklearn.linear_model.LogisticRegression"`` (a
       class path, ``module.Class`` or ``module:Class``) and its parameters as the other keys; or
       without ``estimator`` to copy the target's own scikit-learn model (``target_estimator``);
@@ -587,6 +588,10 @@ def load_recipe(spec: dict[str, Any], base_dir: Path, *, target_estimator: Any =
         raise ConfigError(f"recipe.kind: required; choose {one_of(RECIPE_KINDS)}")
     if kind == "python":
         return _python_recipe(spec, base_dir)
+    if kind == "char_lm":  # a language model (canary audits), not a classifier `Recipe`
+        from unmeasured.training.language import load_language_recipe
+
+        return load_language_recipe(spec, base_dir)  # type: ignore[return-value]
     if kind == "sklearn":
         return _sklearn_recipe(spec, base_dir, target_estimator)
     if kind not in BUILTIN_RECIPES:

@@ -299,6 +299,7 @@ def main() -> None:
     parser.add_argument("--ks", default=None, help="comma-separated K values (default 1,2,4,16,64)")
     parser.add_argument("--art-ks", default="4,16", help="K values for ART's shadow models")
     parser.add_argument("--skip", default="", help="comma-separated: ours,sacroml,art")
+    parser.add_argument("--name", default=None, help="result file name (default by --quick)")
     parser.add_argument(
         "--append",
         action="store_true",
@@ -335,7 +336,7 @@ def main() -> None:
     }
     print("target", acc, f"{train_seconds:.1f}s", flush=True)
 
-    name = "membership_power_fmnist" + ("_quick" if args.quick else "")
+    name = args.name or "membership_power_fmnist" + ("_quick" if args.quick else "")
     settings = {
         "dataset": "Fashion-MNIST (train+test, 70,000), flattened to 784, scaled to [0, 1]; "
         "one permutation (seed 0): members, non-members, population",

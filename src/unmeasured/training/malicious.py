@@ -119,7 +119,8 @@ class MaliciousRecipe(Recipe):
         base: the honest recipe whose architecture, loop and hyper-parameters are reused.
         encoding: ``"lsb"``, ``"sign"``, ``"correlation"`` or ``"capacity"``.
         strength: weight of the sign or correlation penalty (default: `DEFAULT_STRENGTH`).
-        lsb_bits: low mantissa bits overwritten per parameter by ``"lsb"`` (1-22).
+        lsb_bits: low mantissa bits overwritten per parameter by ``"lsb"`` (4-22; whole
+            4-bit values only, so the top multiple of 4 of them carries data).
         records: most training records to hide (``"capacity"`` hides exactly this many; the
             parameter encodings as many as fit, at most this many).
         input_bounds: the range of the input values (the quantisation's range).
@@ -141,7 +142,7 @@ class MaliciousRecipe(Recipe):
             lambda v: v is None or (isinstance(v, (int, float)) and 0 <= v < math.inf),
             "none or a number >= 0",
         ),
-        "lsb_bits": interval(1, 22, closed="both", kind=int),
+        "lsb_bits": interval(VALUE_BITS, 22, closed="both", kind=int),
         "records": interval(1, 1_000_000, closed="both", kind=int),
         "input_bounds": Constraint(
             lambda v: (

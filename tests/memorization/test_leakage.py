@@ -1,6 +1,7 @@
 """Intentional leakage, planted: malicious recipes hide digits in a small MLP at a small
 accuracy cost and the attacker reads them back; the detector flags every malicious model and
-passes the clean one, for three training seeds, on white-box and black-box targets.
+passes the clean one, for three training seeds, on white-box targets and (all but the
+low-bit encoding, which leaves predictions unchanged) on black-box ones.
 
 Figures measured (digits, 800 members, 797 test records, MLP 64 hidden units, 40 epochs):
 
@@ -9,11 +10,12 @@ Figures measured (digits, 800 members, 797 test records, MLP 64 hidden units, 40
   (cost 0.025, 75 records, 59.1% exact, mean abs. error 0.052 of the range); capacity 0.940
   (cost 0.029, 8 records, 98.0%). Decoding a clean model recovers 4-20% (chance level).
 * detection, white-box, training seeds 11, 12, 13 (10 reference models, alpha 0.01): clean
-  min Holm-adjusted p = 1, 1, 1; lsb 4e-18 (low-bit entropy 5.56 vs 7.94 ± 0.008); sign
-  6e-7, 2e-7, 4e-7; correlation 3e-11, 3e-11, 4e-7; capacity 2e-7, 2e-7, 9e-7.
-* detection, black-box (a plain callable): clean not flagged; capacity abuse 0.0022,
-  0.00065, 0.0095 (label entropy on shuffled records, confidence on uniform inputs): flagged
-  at alpha 0.01, with a thin margin in one seed.
+  min Holm-adjusted p = 1, 1, 1; lsb 5e-18 (low-bit entropy 5.56 vs 7.94 ± 0.008); sign
+  8e-7, 2e-7, 6e-7; correlation 4e-11, 3e-11, 5e-9; capacity 7e-11, 1e-10, 7e-11.
+* detection, black-box (a plain callable), same seeds: clean 0.98, 1, 1; sign 9e-7, 1e-7,
+  1e-6; correlation 3e-11, 2e-11, 3e-9; capacity 4e-11, 6e-11, 4e-11 (agreement of the labels
+  with the references' on shuffled records: 0.14-0.17 against 0.81 ± 0.014). lsb is not
+  flagged from predictions (0.94, 1, 1): its predictions are the clean model's.
 """
 
 from __future__ import annotations
@@ -164,35 +166,38 @@ def test_detector_flags_each_encoding_and_passes_the_clean_model(
     assert set(statistics) == {s.removeprefix("p_") for s in result.metrics if s.startswith("p_")}
 
 
-def test_black_box_detection_of_capacity_abuse(
-    models: dict[int, dict[str, torch.nn.Module]], digits: dict[str, np.ndarray], cache: Path
+@pytest.mark.parametrize("seed", SEEDS)
+def test_black_box_detection_from_predictions_alone(
+    seed: int,
+    models: dict[int, dict[str, torch.nn.Module]],
+    digits: dict[str, np.ndarray],
+    cache: Path,
 ) -> None:
-    for seed in SEEDS:
-        for name in ("clean", "capacity"):
-            module = models[seed][name]
+    for name, module in models[seed].items():
 
-            def predict(x: np.ndarray, module: torch.nn.Module = module) -> np.ndarray:
-                with torch.inference_mode():
-                    return module(torch.from_numpy(np.asarray(x, np.float32))).numpy()
+        def predict(x: np.ndarray, module: torch.nn.Module = module) -> np.ndarray:
+            with torch.inference_mode():
+                return module(torch.from_numpy(np.asarray(x, np.float32))).numpy()
 
-            run = audit(
-                predict,
-                num_classes=10,
-                members=(digits["xm"], digits["ym"]),
-                recipe=RECIPE,
-                input_bounds=BOUNDS,
-                audits=["memorization.leakage_detect"],
-                cache_dir=cache,
-            )
-            (result,) = run.audits
-            assert result.details["mode"] == "black-box"
-            p = result.metrics["min_adjusted_p"].value
-            if name == "clean":
-                assert result.metrics["flagged"].value == 0.0, (seed, p)
-            else:  # 0.0022, 0.00065, 0.0095
-                assert p < 0.02, (seed, p)
+        run = audit(
+            predict,
+            num_classes=10,
+            members=(digits["xm"], digits["ym"]),
+            recipe=RECIPE,
+            input_bounds=BOUNDS,
+            audits=["memorization.leakage_detect"],
+            cache_dir=cache,
+        )
+        (result,) = run.audits
+        assert result.details["mode"] == "black-box"
+        p = result.metrics["min_adjusted_p"].value
+        if name in ("clean", "lsb"):  # lsb leaves the predictions as they were
+            assert result.metrics["flagged"].value == 0.0 and p > 0.5, (seed, name, p)
+        else:
+            assert result.metrics["flagged"].value == 1.0 and p < 1e-4, (seed, name, p)
     html = render_html(run)
-    assert "label entropy on shuffled records" in html and "Holm-adjusted" in html
+    assert "agreement with the references on shuffled records" in html
+    assert "Holm-adjusted" in html
 
 
 def test_a_recipe_that_is_not_torch_is_refused(digits: dict[str, np.ndarray]) -> None:

@@ -20,9 +20,12 @@ statistics:
   the quantiles of the training values (a parameter vector that is a linear image of the data
   has the data's distribution), and the entropy of the low 8 mantissa bits (data written into
   the low bits is far from uniform);
-* black-box, always: the entropy of the predicted labels and the mean confidence on seeded
-  uniform inputs within the input bounds and on out-of-distribution inputs (training records
-  with their values shuffled).
+* black-box, always: on seeded uniform inputs within the input bounds and on
+  out-of-distribution inputs (training records with their values shuffled), the entropy of the
+  predicted labels, the mean confidence, and the agreement of the labels with the reference
+  models' labels (a reference's own agreement is measured against the other references):
+  honest models share their inductive bias on such inputs, a model taught labels for them does
+  not.
 
 The p-values are combined by Holm's step-down correction into one decision at ``alpha``: the
 model is flagged when the smallest adjusted p-value is below it. An encoding designed to mimic
@@ -60,7 +63,14 @@ WHITE_BOX = (
     "low_bit_entropy",
 )
 #: the black-box statistics (need only the target's scores)
-BLACK_BOX = ("noise_label_entropy", "noise_confidence", "ood_label_entropy", "ood_confidence")
+BLACK_BOX = (
+    "noise_label_entropy",
+    "noise_confidence",
+    "noise_agreement",
+    "ood_label_entropy",
+    "ood_confidence",
+    "ood_agreement",
+)
 STATISTICS = (*WHITE_BOX, *BLACK_BOX)
 
 
@@ -455,6 +465,7 @@ class LeakageDetect(Audit):
 
         seeds = ctx.rng(f"{self.audit_id()}/reference-seeds").integers(2**31, size=self.num_models)
         references: dict[str, list[float]] = {name: [] for name in names}
+        labels: list[np.ndarray] = []  # per reference: its labels on the noise, then the OOD
         ctx.progress.log(f"{self.name}: {self.num_models} reference models through the recipe")
         for seed in seeds:
             model = train_cached(
@@ -466,12 +477,25 @@ class LeakageDetect(Audit):
                 seed=int(seed),
                 cache_dir=ctx.cache_dir,
             )
-            stats = black_box_statistics(log_probs(model, noise), log_probs(model, ood))
+            noise_lp, ood_lp = log_probs(model, noise), log_probs(model, ood)
+            labels.append(np.stack([noise_lp.argmax(axis=1), ood_lp.argmax(axis=1)]))
+            stats = black_box_statistics(noise_lp, ood_lp)
             if white:
                 stats |= white_box_statistics(parameter_vector(model), data_values)
             for name in names:
-                references[name].append(stats[name])
-        target = black_box_statistics(ctx.target.log_probs(noise), ctx.target.log_probs(ood))
+                if name in stats:
+                    references[name].append(stats[name])
+        noise_lp, ood_lp = ctx.target.log_probs(noise), ctx.target.log_probs(ood)
+        target = black_box_statistics(noise_lp, ood_lp)
+        target_labels = np.stack([noise_lp.argmax(axis=1), ood_lp.argmax(axis=1)])
+        # agreement with the references: each reference against the others (leave one out)
+        stacked = np.stack(labels)  # (K, 2, queries)
+        for i, probe in enumerate(("noise", "ood")):
+            mine = (stacked[:, i] == target_labels[i]).mean(axis=1)
+            target[f"{probe}_agreement"] = float(mine.mean())
+            for j in range(len(stacked)):
+                others = np.delete(stacked[:, i], j, axis=0)
+                references[f"{probe}_agreement"].append(float((others == stacked[j, i]).mean()))
         if white:
             module = ctx.target.module  # type: ignore[attr-defined]
             target |= white_box_statistics(parameter_vector(module), data_values)

@@ -37,8 +37,10 @@ STATISTIC_WORDS = {
     "low_bit_entropy": "entropy of the low mantissa byte (bits)",
     "noise_label_entropy": "label entropy on uniform inputs (bits)",
     "noise_confidence": "mean confidence on uniform inputs",
+    "noise_agreement": "agreement with the references on uniform inputs",
     "ood_label_entropy": "label entropy on shuffled records (bits)",
     "ood_confidence": "mean confidence on shuffled records",
+    "ood_agreement": "agreement with the references on shuffled records",
 }
 
 

@@ -522,6 +522,7 @@ class LeakageDetect(Audit):
             "test": "two-sided Student t prediction test against the reference models "
             "(K-1 degrees of freedom), Holm-corrected over the statistics",
             "reference_models": self.num_models,
+            "reference_training_records": len(sample),
             "alpha": self.alpha,
             "statistics": {
                 name: {

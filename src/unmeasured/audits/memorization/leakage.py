@@ -94,24 +94,16 @@ def _accuracy(recipe: TorchRecipe, model: Any, x: np.ndarray, y: np.ndarray, k: 
     return recipe.predict_logits(model, x, num_classes=k).argmax(axis=1) == y
 
 
-def paired_difference(first: np.ndarray, second: np.ndarray, confidence: float) -> Estimate:
-    """The mean of ``first − second`` over paired records with a normal interval (for the
-    difference of two models' accuracies on the same test records)."""
-    d = np.asarray(first, np.float64) - np.asarray(second, np.float64)
-    mean = float(d.mean())
-    if len(d) < 2:
-        return Estimate(mean, None, len(d), confidence)
-    half = float(student_t.ppf(0.5 + confidence / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)))
-    return Estimate(mean, (mean - half, mean + half), len(d), confidence)
-
-
-def _mean_interval(values: np.ndarray, confidence: float) -> Estimate:
+def mean_estimate(values: np.ndarray, confidence: float, *, floor: float | None = None) -> Estimate:
+    """The mean of per-record values with a Student t interval (clipped below at ``floor``):
+    for paired differences of two models' hits on the same records, and for recovery errors."""
     v = np.asarray(values, np.float64)
     mean = float(v.mean())
     if len(v) < 2:
         return Estimate(mean, None, len(v), confidence)
     half = float(student_t.ppf(0.5 + confidence / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
-    return Estimate(mean, (max(0.0, mean - half), mean + half), len(v), confidence)
+    low = mean - half if floor is None else max(floor, mean - half)
+    return Estimate(mean, (low, mean + half), len(v), confidence)
 
 
 @register
@@ -244,8 +236,8 @@ class LeakageSimulate(Audit):
             )
             hits = _accuracy(base, model, test.x, test.y, k)
             metrics[f"accuracy_{encoding}"] = proportion(int(hits.sum()), len(hits), ctx.confidence)
-            metrics[f"accuracy_cost_{encoding}"] = paired_difference(
-                clean_hits, hits, ctx.confidence
+            metrics[f"accuracy_cost_{encoding}"] = mean_estimate(
+                clean_hits.astype(np.float64) - hits, ctx.confidence
             )
             recovered = recipe.decode(
                 model,
@@ -264,8 +256,8 @@ class LeakageSimulate(Audit):
             )
             truth = np.clip(members.x[:count], *bounds)
             error = np.abs(recovered[:count] - truth).reshape(count, -1).mean(axis=1)
-            metrics[f"value_error_{encoding}"] = _mean_interval(
-                error / (bounds[1] - bounds[0]), ctx.confidence
+            metrics[f"value_error_{encoding}"] = mean_estimate(
+                error / (bounds[1] - bounds[0]), ctx.confidence, floor=0.0
             )
             shown = min(self.examples, count)
             arrays[f"original_{encoding}"] = truth[:shown].astype(np.float32)

@@ -3,5 +3,6 @@ features reveal (overlearning), data hidden by malicious training code (capacity
 
 from unmeasured.audits.memorization import exposure, extraction  # noqa: F401 (registers them)
 from unmeasured.audits.memorization.base import CanaryAudit, ProbeAudit
+from unmeasured.audits.memorization.leakage import LeakageDetect, LeakageSimulate
 
-__all__ = ["CanaryAudit", "ProbeAudit"]
+__all__ = ["CanaryAudit", "LeakageDetect", "LeakageSimulate", "ProbeAudit"]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from markupsafe import Markup
 
 from unmeasured.report.format import audit_context, env
-from unmeasured.report.sections import generic, memorization_canaries
+from unmeasured.report.sections import generic, memorization_canaries, memorization_leakage
 from unmeasured.results import AuditResult
 
 if TYPE_CHECKING:
@@ -25,6 +25,8 @@ PartRenderer = Callable[[AuditResult, "SectionContext"], Markup]
 #: audit name → the renderer of the block shown under that audit's metrics
 PARTS: dict[str, PartRenderer] = {
     **memorization_canaries.PARTS,
+    "memorization.leakage_simulate": memorization_leakage.simulate_part,
+    "memorization.leakage_detect": memorization_leakage.detect_part,
 }
 
 

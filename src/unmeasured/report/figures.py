@@ -365,15 +365,21 @@ def heatmap_svg(
 
 
 def image_pairs_svg(
-    clean: np.ndarray, adversarial: np.ndarray, labels: Sequence[str], title: str
+    clean: np.ndarray,
+    adversarial: np.ndarray,
+    labels: Sequence[str],
+    title: str,
+    rows: tuple[str, str] = ("original", "adversarial"),
 ) -> str:
-    """Original images above their adversarial versions, with the labels under each pair.
+    """Original images above their adversarial versions (or any two rows of paired images),
+    with the labels under each pair.
 
     Args:
         clean, adversarial: ``(n, C, H, W)`` images (1 or 3 channels shown as they are, any other
             count as the first channel), each scaled to its own range for display.
         labels: one caption per pair (e.g. "7 → 3").
         title: the figure's description.
+        rows: the names of the two rows.
 
     Returns:
         The ``<svg>`` element as text.
@@ -396,7 +402,7 @@ def image_pairs_svg(
                 ax.set_xticks([])
                 ax.set_yticks([])
                 if i == 0:
-                    ax.set_ylabel("original" if row == 0 else "adversarial", fontsize=8)
+                    ax.set_ylabel(rows[row], fontsize=8)
                 if row == 1:
                     ax.set_xlabel(labels[i], fontsize=8)
         return _svg(fig, title)

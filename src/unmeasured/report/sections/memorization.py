@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from markupsafe import Markup
 
 from unmeasured.report.format import audit_context, env
-from unmeasured.report.sections import generic, memorization_probes
+from unmeasured.report.sections import generic, memorization_inversion, memorization_probes
 from unmeasured.results import AuditResult
 
 if TYPE_CHECKING:
@@ -25,6 +25,7 @@ PartRenderer = Callable[[AuditResult, "SectionContext"], Markup]
 #: audit name → the renderer of the block shown under that audit's metrics
 PARTS: dict[str, PartRenderer] = {
     "memorization.overlearning": memorization_probes.render,
+    "memorization.inversion": memorization_inversion.render,
 }
 
 

@@ -54,7 +54,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict:
             x[160:320], y[160:320], columns={"user": users[160:320], "group": users[160:320]}
         ),
         "population": (x[320:480], y[320:480]),
-        "test": (x[480:], y[480:]),
+        "test": Records(x[480:], y[480:], columns={"sensitive": (y[480:] >= 5).astype(int)}),
     }
     # the target has batch norm so that every audit (bn_adaptation too) can run on it
     torch.manual_seed(0)

@@ -1,7 +1,13 @@
-"""What else the model learned: memorized secrets (canary exposure), sensitive attributes its
-features reveal (overlearning), data hidden by malicious training code (capacity abuse)."""
+"""What else the model learned: memorized secrets (canary exposure and extraction), sensitive
+attributes its features reveal (overlearning), class representatives recovered from it
+(inversion), data hidden by malicious training code (intentional leakage)."""
 
-from unmeasured.audits.memorization import exposure, extraction  # noqa: F401 (registers them)
+from unmeasured.audits.memorization import (  # noqa: F401 (registers them)
+    exposure,
+    extraction,
+    inversion,
+    probes,
+)
 from unmeasured.audits.memorization.base import CanaryAudit, ProbeAudit
 from unmeasured.audits.memorization.leakage import LeakageDetect, LeakageSimulate
 

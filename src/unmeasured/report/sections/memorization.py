@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING
 from markupsafe import Markup
 
 from unmeasured.report.format import audit_context, env
-from unmeasured.report.sections import generic, memorization_canaries, memorization_leakage
+from unmeasured.report.sections import (
+    generic,
+    memorization_canaries,
+    memorization_inversion,
+    memorization_leakage,
+    memorization_probes,
+)
 from unmeasured.results import AuditResult
 
 if TYPE_CHECKING:
@@ -27,6 +33,8 @@ PARTS: dict[str, PartRenderer] = {
     **memorization_canaries.PARTS,
     "memorization.leakage_simulate": memorization_leakage.simulate_part,
     "memorization.leakage_detect": memorization_leakage.detect_part,
+    "memorization.overlearning": memorization_probes.render,
+    "memorization.inversion": memorization_inversion.render,
 }
 
 

@@ -8,8 +8,9 @@ gradient of the true class's score with respect to them (``signal="explanations"
 activations alone, ``signal="activations"``), and one linear model per class (scikit-learn's
 logistic regression on standardized features, reduced by PCA when a layer is wide) learns to tell
 members from non-members. The attack is calibrated for confident positive inferences: its
-threshold is the most permissive one whose precision reaches ``target_precision`` on calibration
-records, scored out of fold so that the threshold never rests on records a model was fit to.
+threshold is the most permissive one whose precision is at least ``target_precision`` with
+confidence ``calibration_confidence`` (a one-sided Clopper–Pearson bound) on calibration records, scored out of fold
+so that the threshold never rests on records a model was fit to.
 
 Calibration data:
 
@@ -56,6 +57,7 @@ from unmeasured.errors import DataError, TargetError
 from unmeasured.results import AuditResult, Headline
 from unmeasured.stats import membership_metrics, rates_at_threshold
 from unmeasured.stats.estimate import Estimate
+from unmeasured.stats.intervals import clopper_pearson_lower
 
 #: layer types whose outputs are the default features
 DEFAULT_LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -127,22 +129,26 @@ def precision_threshold(
     is_member: np.ndarray,
     target_precision: float,
     base_rate: float,
+    confidence: float = 0.95,
     min_flagged: int = MIN_FLAGGED,
 ) -> tuple[float | None, float]:
-    """The most permissive threshold (flag ``score >= t``) whose precision reaches
-    ``target_precision`` on these records, were members ``base_rate`` of the records judged.
+    """The most permissive threshold (flag ``score >= t``) whose precision is at least
+    ``target_precision`` with confidence ``confidence`` on these records, were members
+    ``base_rate`` of the records judged.
 
     Precision at ``t`` is ``π·TPR / (π·TPR + (1 − π)·FPR)`` with ``π = base_rate``, so
     calibration records with another share of members still give a threshold for the records
-    judged. Thresholds flagging fewer than ``min_flagged`` records are not considered.
+    judged; its one-sided Clopper–Pearson lower bound counts the records flagged at ``t``.
+    Thresholds flagging fewer than ``min_flagged`` records are not considered.
 
     Returns:
-        ``(threshold, best_precision)``: the threshold, or ``None`` when none reaches the target,
-        and the highest precision any considered threshold reaches.
+        ``(threshold, best_precision)``: the threshold, or ``None`` when none qualifies, and the
+        highest point precision any considered threshold reaches.
 
     Example:
-        >>> precision_threshold(np.arange(10.0), np.r_[np.zeros(4), np.ones(6)], 0.9, 0.6)[0]
-        4.0
+        >>> scores, is_member = np.arange(40.0), np.r_[np.zeros(20), np.ones(20)]
+        >>> precision_threshold(scores, is_member, 0.8, 0.5)[0]
+        20.0
     """
     order = np.argsort(-scores, kind="stable")
     s, m = scores[order], is_member[order]
@@ -152,16 +158,23 @@ def precision_threshold(
     precision = np.divide(
         hits, hits + (1 - base_rate) * fpr, out=np.zeros_like(hits), where=hits > 0
     )
+    flagged = np.arange(1, len(s) + 1)
     # a threshold sits at the end of a run of tied scores
     end_of_tie = np.r_[s[1:] != s[:-1], True]
-    considered = end_of_tie & (np.arange(1, len(s) + 1) >= min_flagged)
+    considered = end_of_tie & (flagged >= min_flagged)
     best = float(precision[considered].max()) if considered.any() else 0.0
-    ok = np.flatnonzero(considered & (precision >= target_precision))
-    return (float(s[ok[-1]]) if len(ok) else None), best
+    for i in np.flatnonzero(considered & (precision >= target_precision))[::-1]:
+        low = clopper_pearson_lower(round(precision[i] * flagged[i]), int(flagged[i]), confidence)
+        if low >= target_precision:
+            return float(s[i]), best
+    return None, best
 
 
 def _linear_model() -> Any:
-    return make_pipeline(StandardScaler(), LogisticRegression(C=REGULARIZATION, solver="newton-cholesky", max_iter=1000))
+    return make_pipeline(
+        StandardScaler(),
+        LogisticRegression(C=REGULARIZATION, solver="newton-cholesky", max_iter=1000),
+    )
 
 
 def class_model_scores(
@@ -219,6 +232,9 @@ class WhiteBoxAttack(MembershipAttack):
         calibration: ``"auto"``, ``"split"`` or ``"known"`` (see the module's description).
         calibration_fraction: with ``"split"``, the share of the audited members and of the
             non-members that calibrates.
+        calibration_confidence: the threshold's calibration precision must reach
+            ``target_precision`` with this confidence (a one-sided Clopper–Pearson bound on the
+            calibration records it flags); higher is safer and names fewer members.
         max_features: a wider layer is reduced to this many principal components.
         per_class: also report the credibility breakdowns per class and per difficulty.
 
@@ -234,6 +250,7 @@ class WhiteBoxAttack(MembershipAttack):
         "target_precision": interval(0, 1),
         "calibration": options("auto", "split", "known"),
         "calibration_fraction": interval(0, 1),
+        "calibration_confidence": interval(0.5, 1),
         "max_features": interval(1, 1_000_000, closed="left", kind=int),
         "per_class": BOOLEAN,
     }
@@ -246,6 +263,7 @@ class WhiteBoxAttack(MembershipAttack):
         target_precision: float = 0.9,
         calibration: str = "auto",
         calibration_fraction: float = 0.5,
+        calibration_confidence: float = 0.75,
         max_features: int = 64,
         per_class: bool = True,
     ) -> None:
@@ -254,6 +272,7 @@ class WhiteBoxAttack(MembershipAttack):
         self.target_precision = target_precision
         self.calibration = calibration
         self.calibration_fraction = calibration_fraction
+        self.calibration_confidence = calibration_confidence
         self.max_features = max_features
         self.per_class = per_class
         self.validate()
@@ -371,32 +390,35 @@ class WhiteBoxAttack(MembershipAttack):
         cal_y, out_y = y[calibration], y[held_out]
         cal_member, out_member = member[calibration], member[held_out]
 
-        # per layer: scores of the held-out records from models fit on every calibration
-        # record, and out-of-fold scores of the calibration records
+        # cross-fitting, per layer: the models of each fold score the calibration records they
+        # were not fit to (out-of-fold) and every held-out record (averaged over the folds), so
+        # the threshold set on the former means the same on the latter
         folds = StratifiedKFold(CALIBRATION_FOLDS, shuffle=True, random_state=ctx.seed % 2**31)
         splits = list(folds.split(calibration, cal_member))
         layer_scores, layer_oof = [], []
         for layer in layers:
-            cal_features = reduced[layer][calibration]
-            layer_scores.append(
-                class_model_scores(cal_features, cal_member, cal_y, reduced[layer][held_out], out_y)
-            )
-            oof = np.zeros(len(calibration))
+            cal_features, out_features = reduced[layer][calibration], reduced[layer][held_out]
+            oof, held = np.zeros(len(calibration)), np.zeros(len(held_out))
             for fit, score in splits:
-                oof[score] = class_model_scores(
+                both = class_model_scores(
                     cal_features[fit],
                     cal_member[fit],
                     cal_y[fit],
-                    cal_features[score],
-                    cal_y[score],
+                    np.concatenate([cal_features[score], out_features]),
+                    np.concatenate([cal_y[score], out_y]),
                 )
+                oof[score] = both[: len(score)]
+                held += both[len(score) :] / len(splits)
             layer_oof.append(oof)
+            layer_scores.append(held)
         # the layers are combined by a logistic regression on their out-of-fold scores
         stack = _linear_model().fit(np.stack(layer_oof, axis=1), cal_member)
         scores = stack.decision_function(np.stack(layer_scores, axis=1))
         oof = stack.decision_function(np.stack(layer_oof, axis=1))
         base_rate = float(out_member.mean())
-        threshold, best = precision_threshold(oof, cal_member, self.target_precision, base_rate)
+        threshold, best = precision_threshold(
+            oof, cal_member, self.target_precision, base_rate, self.calibration_confidence
+        )
         metrics = membership_metrics(scores, out_member, confidence=ctx.confidence)
         details: dict[str, object] = {
             "n_members": int(out_member.sum()),
@@ -420,7 +442,9 @@ class WhiteBoxAttack(MembershipAttack):
         else:
             reason = (
                 f"no threshold reaches precision {self.target_precision:g} on the calibration "
-                f"records (the best reaches {best:.3f})"
+                f"records with {self.calibration_confidence:.0%} confidence (the best point "
+                f"precision is "
+                f"{best:.3f})"
             )
             for key in ("operating_tpr", "false_alarm_rate", "operating_precision"):
                 metrics[key] = Estimate.not_estimable(reason, len(held_out), ctx.confidence)

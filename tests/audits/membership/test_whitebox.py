@@ -112,7 +112,8 @@ def test_known_members_and_population_calibrate(planted: dict) -> None:
     )
     result = run["membership.whitebox"]
     assert result.status == "ok", result.reason
-    assert "training sample" in result.details["operating_point"]["calibrated_on"]
+    assert "training sample" in result.details["calibrated_on"]
+    assert result.details["n_calibration"] == N // 2 + N
     # the members in the training sample are left out; every non-member is judged
     assert result.details["n_members"] == N // 2 and result.details["n_nonmembers"] == N
     assert set(result.arrays["record_index"].tolist()) == set(range(N // 2, 2 * N))

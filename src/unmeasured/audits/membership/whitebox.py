@@ -424,6 +424,7 @@ class WhiteBoxAttack(MembershipAttack):
             "n_members": int(out_member.sum()),
             "n_nonmembers": int((1 - out_member).sum()),
             "n_calibration": len(calibration),
+            "calibrated_on": source,
             "base_rate": base_rate,
             "layers": layers,
             "signal": self.signal,

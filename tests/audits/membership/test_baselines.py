@@ -104,8 +104,11 @@ def test_per_class_groups_present() -> None:
     model, members, nonmembers, _population = _overfit(seed=3)
     run = audit(model, members=members, nonmembers=nonmembers, audits=["membership.loss"])
     groups = run["membership.loss"].groups
-    assert groups and all(k.startswith("class=") for k in groups)
-    assert all("auc" in g for g in groups.values())
+    assert groups and all(k.startswith(("class=", "difficulty=")) for k in groups)
+    assert all("auc" in g for k, g in groups.items() if k.startswith("class="))
+    # the credibility breakdown: who is flagged at the operating point, per class and band
+    assert all("false_alarm_rate" in g for g in groups.values())
+    assert any(k.startswith("difficulty=") for k in groups)
 
 
 def test_no_population_means_no_operating_point() -> None:

@@ -16,6 +16,7 @@ from unmeasured.audits.membership.rmia import RMIA
 from unmeasured.audits.membership.shadow import ShadowModelAttack
 from unmeasured.audits.membership.subpopulation import Subpopulation
 from unmeasured.audits.membership.user import UserLevel
+from unmeasured.audits.membership.whitebox import WhiteBoxAttack
 
 __all__ = [
     "RMIA",
@@ -32,4 +33,5 @@ __all__ = [
     "ShadowModelAttack",
     "Subpopulation",
     "UserLevel",
+    "WhiteBoxAttack",
 ]

@@ -26,7 +26,6 @@ from unmeasured.audits.base import (
 from unmeasured.audits.membership.attack import MEMBERSHIP_ROLES, PoolAttack
 from unmeasured.audits.membership.reference import (
     pool,
-    reference_outputs,
     target_log_probs,
 )
 from unmeasured.audits.membership.scores import logit_scaled_confidence
@@ -121,9 +120,7 @@ class LiRA(PoolAttack):
         )
 
     def pool_scores(self, ctx: AuditContext) -> np.ndarray:
-        refs = reference_outputs(
-            ctx, mode=self.mode, num_models=self.num_models, augmentation=self.augmentation
-        )
+        refs = self.references(ctx)
         _, y, _ = pool(ctx)
         ref_stats = _logit_conf(refs.log_probs, y)  # (K, n, q)
         target_stats = _logit_conf(target_log_probs(ctx, self.augmentation), y)  # (n, q)

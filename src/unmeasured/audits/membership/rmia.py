@@ -27,7 +27,6 @@ from unmeasured.audits.membership.attack import MEMBERSHIP_ROLES, PoolAttack
 from unmeasured.audits.membership.reference import (
     ReferenceOutputs,
     pool,
-    reference_outputs,
     target_log_probs,
 )
 from unmeasured.audits.registry import register
@@ -131,9 +130,7 @@ class RMIA(PoolAttack):
         return result
 
     def pool_scores(self, ctx: AuditContext) -> np.ndarray:
-        refs = reference_outputs(
-            ctx, mode=self.mode, num_models=self.num_models, augmentation=self.augmentation
-        )
+        refs = self.references(ctx)
         _, y, n_audit = pool(ctx)
         ref_probs = _true_class_prob(refs.log_probs, y)  # (K, n)
         target_probs = _true_class_prob(target_log_probs(ctx, self.augmentation), y)  # (n,)

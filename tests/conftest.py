@@ -6,6 +6,21 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+from threadpoolctl import threadpool_limits
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    """One torch thread and one BLAS thread in each test process, from before any fixture
+    trains a model. The suite runs in two workers on two cores (``make test``); a second thread
+    per worker only oversubscribes the cores, and OpenMP's and BLAS's threads then slow small
+    models and fits down tenfold or more."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(before)
 
 
 def require_system_path(path: str | Path, package: str) -> Path:

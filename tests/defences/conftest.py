@@ -1,16 +1,6 @@
 import numpy as np
 import pytest
-import torch
 from sklearn.datasets import load_digits
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models train fastest on one thread (and far faster when the other core is busy)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -31,6 +31,9 @@ class Recorder(Progress):
 
     def log(self, message: str) -> None:
         self.lines.append(message)
+
+    def warn(self, message: str) -> None:
+        self.lines.append(message)
         if self.stop_at_warning and message.startswith("warning:"):
             raise StopIteration(message)
 

@@ -9,7 +9,9 @@ among the others, and the exposure of a canary is ``log2 |R| - log2 rank``.
   which each symbol is one token (character models) the candidates are scored as a trie: the
   next-token log-probabilities after every secret prefix of length ``k`` are computed once, in
   batches, so ``|R| = 10^6`` costs ``1 + A + ... + A^(L-1)`` contexts rather than ``10^6``
-  sequences; otherwise every candidate is scored as a whole sequence.
+  sequences (and a transformers model runs the shared prefix once, its key-value cache reused
+  for every context: `LanguageModel.continuation_log_probs`); otherwise every candidate is
+  scored as a whole sequence.
 * `extrapolated_exposure`: for a space too large to enumerate, a skew-normal
   (`scipy.stats.skewnorm`) fitted to the log-perplexities of a random sample of candidates, and
   ``exposure = -log2 CDF(canary's log-perplexity)``.
@@ -125,11 +127,9 @@ def enumerate_log_perplexities(
     for _ in range(fmt.length):
         next_bits = np.empty((len(digits), base), dtype=np.float64)
         for s in range(0, len(digits), batch_size):
-            part = digits[s : s + batch_size]
-            contexts = np.concatenate(
-                [np.broadcast_to(prefix, (len(part), len(prefix))), symbols[part]], axis=1
-            )
-            next_bits[s : s + len(part)] = -model.next_token_log_probs(contexts)[:, symbols] / LN2
+            part = symbols[digits[s : s + batch_size]]
+            logp = model.continuation_log_probs(prefix, part)
+            next_bits[s : s + len(part)] = -logp[:, symbols] / LN2
         totals = (totals[:, None] + next_bits).reshape(-1)
         digits = np.concatenate(
             [np.repeat(digits, base, axis=0), np.tile(np.arange(base), len(digits))[:, None]],
@@ -211,10 +211,7 @@ def beam_search(model: LanguageModel, prefix: str, alphabet: str, length: int, w
     beams = np.zeros((1, 0), dtype=np.int64)
     bits = np.zeros(1, dtype=np.float64)
     for _ in range(length):
-        contexts = np.concatenate(
-            [np.broadcast_to(context, (len(beams), len(context))), symbols[beams]], axis=1
-        )
-        step = -model.next_token_log_probs(contexts)[:, symbols] / LN2
+        step = -model.continuation_log_probs(context, symbols[beams])[:, symbols] / LN2
         total = (bits[:, None] + step).reshape(-1)
         keep = np.argsort(total, kind="stable")[:width]
         parents, digits = np.divmod(keep, len(symbols))

@@ -113,6 +113,14 @@ def test_extrapolated_exposure_follows_the_exact_one(run: dict) -> None:
                 assert abs(row["exposure_extrapolated"] - row["exposure"]) < 0.5, row
 
 
+def test_result_validates_against_the_schema(run: dict) -> None:
+    import jsonschema
+
+    from unmeasured.results import load_schema
+
+    jsonschema.validate(run["run"].to_dict(), load_schema())
+
+
 def test_same_seed_gives_the_same_canaries_and_exposures(run: dict) -> None:
     again = audit(run["target"], audits=[("memorization.exposure", PARAMS)], **run["kwargs"])
     first = run["run"]["memorization.exposure[canary_inputs=noise]"]

@@ -14,7 +14,7 @@ import hashlib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -54,6 +54,8 @@ class Requirements:
         recipe: whether a training recipe (``[recipe]``) is needed.
         input_bounds: whether the target's valid input range must be known.
         image_inputs: whether records must be images ``(C, H, W)``.
+        alternatives: other sets of needs, any one of which will do instead of this one (an
+            audit with one method per kind of target); built with `either`.
     """
 
     capabilities: frozenset[str] = frozenset({"scores"})
@@ -63,6 +65,13 @@ class Requirements:
     recipe: bool = False
     input_bounds: bool = False
     image_inputs: bool = False
+    alternatives: tuple[Requirements, ...] = ()
+
+    @classmethod
+    def either(cls, first: Requirements, *others: Requirements) -> Requirements:
+        """Needs met when those of ``first`` or of any of ``others`` are (``first``'s fields are
+        the instance's own, so code that reads ``capabilities`` sees the first option)."""
+        return replace(first, alternatives=(*first.alternatives, *others))
 
     def __post_init__(self) -> None:
         unknown = (set(self.capabilities) - set(CAPABILITIES)) | (set(self.roles) - set(ROLES))
@@ -77,7 +86,28 @@ class Requirements:
         recipe: Any,
         input_bounds: tuple[float, float] | None,
     ) -> list[str]:
-        """Every requirement the run does not meet, in words (empty when all are met)."""
+        """Every requirement the run does not meet, in words (empty when all are met). With
+        `alternatives`, empty when any option is met, else one line naming what each lacks."""
+        kwargs = {"target": target, "data": data, "recipe": recipe, "input_bounds": input_bounds}
+        problems = self._own_unmet(**kwargs)
+        if not problems or not self.alternatives:
+            return problems
+        options = [problems]
+        for alternative in self.alternatives:
+            lacking = alternative.unmet(**kwargs)
+            if not lacking:
+                return []
+            options.append(lacking)
+        return ["either " + ", or ".join(" and ".join(p) for p in options)]
+
+    def _own_unmet(
+        self,
+        *,
+        target: Target,
+        data: Datasets,
+        recipe: Any,
+        input_bounds: tuple[float, float] | None,
+    ) -> list[str]:
         problems = []
         missing = sorted(set(self.capabilities) - set(target.capabilities))
         if missing:
@@ -110,7 +140,7 @@ class Requirements:
         parts += [f"column {c}" for c in sorted(self.columns)]
         parts += ["recipe"] * self.recipe + ["input bounds"] * self.input_bounds
         parts += ["images"] * self.image_inputs
-        return ", ".join(parts)
+        return " or ".join([", ".join(parts), *(a.describe() for a in self.alternatives)])
 
 
 @dataclass

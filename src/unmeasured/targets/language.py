@@ -118,6 +118,21 @@ class LanguageModel(ABC):
                 out[s : s + len(batch)] = torch.log_softmax(last, dim=-1).numpy()
         return out
 
+    def continuation_log_probs(
+        self, context: Sequence[int], continuations: np.ndarray
+    ) -> np.ndarray:
+        """Natural-log probabilities of the next token after ``context`` followed by each row
+        of ``continuations`` (int ``(n, k)``), float64 ``(n, vocabulary)``.
+
+        Scores every row from its start; an adapter that can keep a context's state (the
+        key-value cache of a transformers model) computes the shared ``context`` once.
+        """
+        continuations = np.asarray(continuations, dtype=np.int64).reshape(len(continuations), -1)
+        shared = np.broadcast_to(
+            np.asarray(context, dtype=np.int64), (len(continuations), len(context))
+        )
+        return self.next_token_log_probs(np.concatenate([shared, continuations], axis=1))
+
     def log_perplexity(self, texts: Sequence[str], *, prefix: str = "") -> np.ndarray:
         """Per-sequence log-perplexity in bits of the tokens of each text after ``prefix``.
 
@@ -316,6 +331,36 @@ class TransformersLanguageModel(LanguageModel):
 
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
         return self.module(input_ids=ids.to(self.device)).logits.float().cpu()
+
+    def continuation_log_probs(
+        self, context: Sequence[int], continuations: np.ndarray
+    ) -> np.ndarray:
+        """As `LanguageModel.continuation_log_probs`, with the start token and ``context`` run
+        once and their key-value cache copied to every batch of continuations (a model whose
+        cache cannot be repeated over a batch scores whole rows instead)."""
+        import copy
+
+        import torch
+
+        continuations = np.asarray(continuations, dtype=np.int64).reshape(len(continuations), -1)
+        full = [*self.start_ids, *(int(t) for t in context)]
+        if continuations.shape[1] == 0 or not full:
+            return super().continuation_log_probs(context, continuations)
+        size = self.vocabulary_size
+        out = np.empty((len(continuations), size), dtype=np.float64)
+        with torch.inference_mode():
+            first = self.module(input_ids=torch.tensor([full], device=self.device), use_cache=True)
+            cache = first.past_key_values
+            if not hasattr(cache, "batch_repeat_interleave"):
+                return super().continuation_log_probs(context, continuations)
+            for s in range(0, len(continuations), self.batch_size):
+                part = torch.from_numpy(continuations[s : s + self.batch_size]).to(self.device)
+                batch_cache = copy.deepcopy(cache)
+                batch_cache.batch_repeat_interleave(len(part))
+                logits = self.module(input_ids=part, past_key_values=batch_cache, use_cache=True)
+                last = logits.logits[:, -1, :size].double()
+                out[s : s + len(part)] = torch.log_softmax(last, dim=-1).cpu().numpy()
+        return out
 
 
 _HASHED_SUFFIXES = (".json", ".safetensors", ".bin", ".txt", ".model")

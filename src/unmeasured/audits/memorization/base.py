@@ -4,7 +4,9 @@
 alphabet, a length) are planted in the training text, each repeated a given number of times
 (and a few never, as controls), a model is retrained through the recipe, and the audit measures
 how the model treats each canary against the format's other candidates (`exposure.py`,
-`extraction.py`). Given a list of canaries instead, it measures the target itself.
+`extraction.py`). Given a list of canaries instead, it measures the target itself. For a
+classifier (`CanaryAudit.planted_records`), a canary is ``length`` records, each with a secret
+label, appended to the members and the model retrained through its classifier recipe.
 `ProbeAudit` (overlearning, Song & Shmatikov 2020): a probe trained on a layer's features
 predicts an attribute the model was never asked to learn, compared with baselines that need no
 model.
@@ -19,11 +21,17 @@ from abc import abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
+
 from unmeasured.audits.base import Audit, AuditContext, Constraint, Requirements, interval
 from unmeasured.audits.memorization.canaries import CanaryFormat
-from unmeasured.errors import ConfigError
+from unmeasured.errors import ConfigError, DataError
 from unmeasured.results import AuditResult, Headline
+from unmeasured.targets.base import to_log_probs
 from unmeasured.targets.language import LanguageModel
+
+#: how a classifier canary's inputs are made (`CanaryAudit.planted_records`)
+CANARY_INPUTS = ("noise", "mislabeled")
 
 
 def positive_ints(*, allow_empty: bool = False) -> Constraint:
@@ -62,6 +70,29 @@ class Canary:
     text: str
     index: int
     repetitions: int | None
+
+
+@dataclass(frozen=True)
+class RecordCanary:
+    """One classifier canary: the positions of its inputs among the planted records, the secret
+    label of each, how many times they were appended to the members (0: a control), and a short
+    text naming it in reports."""
+
+    positions: tuple[int, ...]
+    labels: tuple[int, ...]
+    repetitions: int
+    text: str
+
+
+@dataclass(frozen=True)
+class PlantedRecords:
+    """A classifier retrained with record canaries: its log-probabilities on every canary input
+    ``(n_inputs, C)``, the canaries, and its accuracy on the test records (None: no test role)."""
+
+    log_probs: np.ndarray
+    canaries: list[RecordCanary]
+    num_classes: int
+    test_accuracy: float | None
 
 
 class CanaryAudit(Audit):
@@ -141,8 +172,7 @@ class CanaryAudit(Audit):
                 f"recipe.kind: {self.name} retrains a language model with planted canaries; "
                 f"use kind = 'char_lm' (got {type(ctx.recipe).__name__})"
             )
-        counts = [r for r in sorted(self.repetitions) for _ in range(self.canaries_per_repetition)]
-        counts += [0] * self.controls
+        counts = self.planted_counts()
         key = f"memorization/planted/{fmt}/{counts}"
         rng = ctx.rng(key)
         order = rng.permutation(len(counts))  # which secret gets which count is random too
@@ -160,6 +190,95 @@ class CanaryAudit(Audit):
             )
 
         return ctx.shared(key, train), canaries
+
+    def planted_counts(self) -> list[int]:
+        """How many times each canary is planted, in order: each repetition count
+        ``canaries_per_repetition`` times, then the controls (0)."""
+        counts = [r for r in sorted(self.repetitions) for _ in range(self.canaries_per_repetition)]
+        return counts + [0] * self.controls
+
+    def planted_records(self, ctx: AuditContext, inputs: str) -> PlantedRecords:
+        """A classifier retrained through the recipe on the members plus record canaries (shared
+        by the run's audits asking for the same canaries).
+
+        Each canary is ``length`` inputs with a secret label each: uniform noise inside the
+        input bounds (``inputs="noise"``; the members' range when the bounds are unknown) with
+        labels drawn uniformly from the ``C`` classes, or members (``"mislabeled"``) with labels
+        drawn from their ``C - 1`` wrong classes, whose correctly labelled copies are then left
+        out of training (controls too, so a control is a real record the model never saw).
+        A canary planted ``r`` times has each of its inputs appended ``r`` times.
+
+        Raises:
+            ConfigError: the recipe does not train a classifier.
+            DataError: too few members to draw the mislabeled canaries from.
+        """
+        from unmeasured.training.ensemble import train_ensemble
+        from unmeasured.training.recipes import Recipe
+
+        if not isinstance(ctx.recipe, Recipe):
+            raise ConfigError(
+                f"recipe.kind: {self.name} on a classifier retrains it with planted records "
+                f"through a classifier recipe (mlp, cnn, logistic, sklearn or python); got "
+                f"{type(ctx.recipe).__name__}"
+            )
+        members = ctx.data.require("members")
+        num_classes = int(ctx.target.num_classes)  # type: ignore[union-attr]
+        counts = self.planted_counts()
+        n_inputs = len(counts) * self.length
+        key = f"memorization/planted-records/{inputs}/{self.length}/{counts}"
+        rng = ctx.rng(key)
+        order = rng.permutation(len(counts))
+        counts = [counts[i] for i in order]
+        keep = np.ones(len(members), dtype=bool)
+        if inputs == "noise":
+            low, high = ctx.input_bounds or (float(members.x.min()), float(members.x.max()))
+            x = rng.uniform(low, high, size=(n_inputs, *members.x.shape[1:]))
+            x = x.astype(members.x.dtype)
+            labels = rng.integers(0, num_classes, size=n_inputs)
+        else:
+            if n_inputs > len(members) // 2:
+                raise DataError(
+                    f"data.members: {self.name} makes {n_inputs} mislabeled canary records from "
+                    f"the members and needs at least twice as many members; got {len(members)}"
+                )
+            chosen = rng.choice(len(members), size=n_inputs, replace=False)
+            keep[chosen] = False
+            x = members.x[chosen]
+            labels = (members.y[chosen] + rng.integers(1, num_classes, size=n_inputs)) % num_classes
+        canaries = []
+        for k, count in enumerate(counts):
+            positions = tuple(range(k * self.length, (k + 1) * self.length))
+            secret = tuple(int(labels[p]) for p in positions)
+            kind = "noise" if inputs == "noise" else "mislabeled"
+            text = f"{kind} canary {k + 1}: labels {' '.join(str(c) for c in secret)}"
+            canaries.append(RecordCanary(positions, secret, count, text))
+        copies = np.concatenate(
+            [np.repeat(np.asarray(c.positions), c.repetitions) for c in canaries]
+        ).astype(np.int64)
+        test = ctx.data.get("test")
+
+        def train() -> PlantedRecords:
+            pool_x = np.concatenate([members.x[keep], x[copies]])
+            pool_y = np.concatenate([members.y[keep], labels[copies]]).astype(np.int64)
+            query = x if test is None else np.concatenate([x, test.x])
+            logits = train_ensemble(
+                ctx.recipe,
+                pool_x,
+                pool_y,
+                np.ones((1, len(pool_x)), dtype=bool),
+                query,
+                seeds=[int(rng.integers(2**31))],
+                num_classes=num_classes,
+                cache_dir=ctx.cache_dir,
+                progress=ctx.progress,
+            )[0]
+            log_probs = to_log_probs(logits, "logits")
+            accuracy = None
+            if test is not None:
+                accuracy = float(np.mean(log_probs[n_inputs:].argmax(axis=1) == test.y))
+            return PlantedRecords(log_probs[:n_inputs], canaries, num_classes, accuracy)
+
+        return ctx.shared(key, train)
 
     def repetition_metrics(self) -> list[int]:
         """The repetition counts metrics are reported at: 0 (controls) when any, then each."""

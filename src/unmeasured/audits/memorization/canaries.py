@@ -9,11 +9,19 @@ among the others, and the exposure of a canary is ``log2 |R| - log2 rank``.
   which each symbol is one token (character models) the candidates are scored as a trie: the
   next-token log-probabilities after every secret prefix of length ``k`` are computed once, in
   batches, so ``|R| = 10^6`` costs ``1 + A + ... + A^(L-1)`` contexts rather than ``10^6``
-  sequences; otherwise every candidate is scored as a whole sequence.
+  sequences (and a transformers model runs the shared prefix once, its key-value cache reused
+  for every context: `LanguageModel.continuation_log_probs`); otherwise every candidate is
+  scored as a whole sequence.
 * `extrapolated_exposure`: for a space too large to enumerate, a skew-normal
   (`scipy.stats.skewnorm`) fitted to the log-perplexities of a random sample of candidates, and
   ``exposure = -log2 CDF(canary's log-perplexity)``.
 * `beam_search`: the most likely secrets after a prefix over the alphabet (greedy is width 1).
+* `label_tuple_rank`: the classifier form. A secret is a tuple of ``s`` labels, one for each of
+  ``s`` canary inputs, among the ``C^s`` tuples; its log-perplexity is the sum over the inputs
+  of ``-log2 p(label | input)``. The sum is separable, so the rank is exact without scoring
+  ``C^s`` tuples one by one: the sums of the first ``s // 2`` positions against the sorted sums
+  of the rest (``2 C^(s/2)`` sums and a binary search each), which takes ``C^s = 10^12`` in
+  about a second.
 """
 
 from __future__ import annotations
@@ -119,11 +127,9 @@ def enumerate_log_perplexities(
     for _ in range(fmt.length):
         next_bits = np.empty((len(digits), base), dtype=np.float64)
         for s in range(0, len(digits), batch_size):
-            part = digits[s : s + batch_size]
-            contexts = np.concatenate(
-                [np.broadcast_to(prefix, (len(part), len(prefix))), symbols[part]], axis=1
-            )
-            next_bits[s : s + len(part)] = -model.next_token_log_probs(contexts)[:, symbols] / LN2
+            part = symbols[digits[s : s + batch_size]]
+            logp = model.continuation_log_probs(prefix, part)
+            next_bits[s : s + len(part)] = -logp[:, symbols] / LN2
         totals = (totals[:, None] + next_bits).reshape(-1)
         digits = np.concatenate(
             [np.repeat(digits, base, axis=0), np.tile(np.arange(base), len(digits))[:, None]],
@@ -205,10 +211,7 @@ def beam_search(model: LanguageModel, prefix: str, alphabet: str, length: int, w
     beams = np.zeros((1, 0), dtype=np.int64)
     bits = np.zeros(1, dtype=np.float64)
     for _ in range(length):
-        contexts = np.concatenate(
-            [np.broadcast_to(context, (len(beams), len(context))), symbols[beams]], axis=1
-        )
-        step = -model.next_token_log_probs(contexts)[:, symbols] / LN2
+        step = -model.continuation_log_probs(context, symbols[beams])[:, symbols] / LN2
         total = (bits[:, None] + step).reshape(-1)
         keep = np.argsort(total, kind="stable")[:width]
         parents, digits = np.divmod(keep, len(symbols))
@@ -216,3 +219,41 @@ def beam_search(model: LanguageModel, prefix: str, alphabet: str, length: int, w
         bits = total[keep]
     secrets = tuple("".join(alphabet[d] for d in row) for row in beams)
     return Beam(secrets, tuple(float(b) for b in bits))
+
+
+def all_label_sums(bits: np.ndarray) -> np.ndarray:
+    """The log-perplexity of every label tuple over ``k`` positions: ``bits`` is ``(k, C)``
+    (bits of each label at each position); returns ``(C^k,)`` in index order (the first
+    position most significant)."""
+    out = np.zeros(1, dtype=np.float64)
+    for row in np.asarray(bits, dtype=np.float64):
+        out = (out[:, None] + row[None, :]).reshape(-1)
+    return out
+
+
+def label_tuple_rank(bits: np.ndarray, labels: Sequence[int]) -> int:
+    """1 + the number of label tuples strictly more likely than ``labels`` (exact).
+
+    Args:
+        bits: ``(s, C)``: ``-log2 p(c | x_i)`` of each label ``c`` at each canary input ``x_i``.
+        labels: the secret, one label per input.
+
+    Tuples within ``1e-9`` relative of the secret's log-perplexity count as ties (not more
+    likely), so rounding never ranks the secret behind itself.
+    """
+    bits = np.asarray(bits, dtype=np.float64)
+    total = float(bits[np.arange(len(bits)), np.asarray(labels)].sum())
+    half = len(bits) // 2
+    first = all_label_sums(bits[:half])
+    second = np.sort(all_label_sums(bits[half:]))
+    tolerance = 1e-9 * max(1.0, abs(total))
+    return int(np.searchsorted(second, total - tolerance - first, side="left").sum()) + 1
+
+
+def sample_label_tuples(bits: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
+    """Log-perplexities of ``n`` label tuples drawn uniformly (with replacement) from the
+    ``C^s`` candidates, for the skew-normal fit."""
+    bits = np.asarray(bits, dtype=np.float64)
+    s, c = bits.shape
+    labels = rng.integers(0, c, size=(n, s))
+    return bits[np.arange(s)[None, :], labels].sum(axis=1)

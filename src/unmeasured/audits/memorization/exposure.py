@@ -10,6 +10,18 @@ two can be compared.
 
 A canary planted once is expected to be no more exposed than one never planted (about
 ``1/ln 2 = 1.44`` bits on average); a canary the model has memorized approaches ``log2 |R|``.
+
+On a classifier (with a classifier recipe) the canaries are records (`CanaryAudit.planted_records`):
+a canary is ``length`` inputs (random noise, or members given wrong labels), each with a secret
+label, appended to the members ``r`` times and the model retrained. Its candidates are the
+``C^length`` label tuples on its inputs, scored by the sum of ``-log2 p(label | input)``. One
+input alone would give ``|R| = C``: at most ``log2 C`` bits (3.3 for ten classes) and ranks
+1 to C, too coarse to tell 4 repetitions from 16, and a control would rank first one time in C
+by chance. A tuple of ``length`` labels (4 by default: 10^4 candidates for ten classes) puts the
+scale where the language-model canary has it, and the exposure measures how much of the whole
+secret the model holds. The rank is exact whatever ``|R|`` (`canaries.label_tuple_rank`: the sum
+is separable), so ``method = "auto"`` is exact whenever ``C^ceil(length / 2)`` is at most
+``max_enumeration``.
 """
 
 from __future__ import annotations
@@ -20,19 +32,22 @@ from typing import Any, ClassVar, cast
 
 import numpy as np
 
-from unmeasured.audits.base import AuditContext, Constraint, interval, options
-from unmeasured.audits.memorization.base import CanaryAudit, log2_size
+from unmeasured.audits.base import AuditContext, Constraint, Requirements, interval, options
+from unmeasured.audits.memorization.base import CANARY_INPUTS, CanaryAudit, log2_size
 from unmeasured.audits.memorization.canaries import (
     SkewNormalFit,
     enumerate_log_perplexities,
     exact_exposure,
+    label_tuple_rank,
     rank_among,
+    sample_label_tuples,
     score_secrets,
 )
 from unmeasured.audits.registry import register
 from unmeasured.errors import ConfigError
 from unmeasured.results import AuditResult, Headline
 from unmeasured.stats.estimate import Estimate
+from unmeasured.targets.language import LanguageModel
 
 #: exposure (bits) above which a canary ranks in the top 1% of its candidates: a concern
 CONCERN_BITS = math.log2(100)
@@ -52,6 +67,9 @@ class ExposureAudit(CanaryAudit):
             ``"extrapolated"``.
         max_enumeration: the largest ``|R|`` enumerated.
         samples: candidates sampled for the skew-normal fit.
+        canary_inputs: on a classifier, the canaries' inputs: ``"noise"`` (uniform inside the
+            input bounds) or ``"mislabeled"`` (members with wrong labels); ``length`` inputs
+            per canary. Unused on a language model.
     """
 
     name = "memorization.exposure"
@@ -61,6 +79,7 @@ class ExposureAudit(CanaryAudit):
         "method": options("auto", "exact", "extrapolated"),
         "max_enumeration": interval(1, 10**8, closed="both", kind=int),
         "samples": interval(50, 10**7, closed="both", kind=int),
+        "canary_inputs": options(*CANARY_INPUTS),
     }
 
     def __init__(
@@ -76,6 +95,7 @@ class ExposureAudit(CanaryAudit):
         method: str = "auto",
         max_enumeration: int = 1_000_000,
         samples: int = 5000,
+        canary_inputs: str = "noise",
     ) -> None:
         self.prefix = prefix
         self.alphabet = alphabet
@@ -87,6 +107,7 @@ class ExposureAudit(CanaryAudit):
         self.method = method
         self.max_enumeration = max_enumeration
         self.samples = samples
+        self.canary_inputs = canary_inputs
         self.validate()
         if self.method == "exact" and self.format.size > self.max_enumeration:
             raise ConfigError(
@@ -101,11 +122,24 @@ class ExposureAudit(CanaryAudit):
             self.method == "auto" and self.format.size <= self.max_enumeration
         )
 
+    def requirements(self) -> Requirements:
+        """A language model (and, to plant canaries, its recipe), or a classifier with its
+        members and a classifier recipe (canaries are always planted there)."""
+        language = Requirements(capabilities=frozenset({"sequences"}), recipe=self.retrains)
+        if not self.retrains:
+            return language
+        classifier = Requirements(
+            capabilities=frozenset({"scores"}), roles=frozenset({"members"}), recipe=True
+        )
+        return Requirements.either(language, classifier)
+
     def metric_names(self) -> tuple[str, ...]:
         at = tuple(f"exposure_at_{r}" for r in self.repetition_metrics())
         return ("exposure_max", "exposure_mean", *at)
 
     def run(self, ctx: AuditContext) -> AuditResult:
+        if not isinstance(ctx.target, LanguageModel):
+            return self._run_records(ctx)
         model, canaries = self.planted(ctx)
         fmt = self.format
         rng = ctx.rng(f"{self.name}/sample")
@@ -158,6 +192,66 @@ class ExposureAudit(CanaryAudit):
                 "method": "exact" if self.exact else "extrapolated",
                 "skewnorm": {"shape": fit.shape, "loc": fit.loc, "scale": fit.scale, "n": fit.n},
                 "planted": self.retrains,
+            },
+        )
+
+    def _run_records(self, ctx: AuditContext) -> AuditResult:
+        """The classifier variant: record canaries, exact ranks among the label tuples."""
+        planted = self.planted_records(ctx, self.canary_inputs)
+        c, s = planted.num_classes, self.length
+        size = c**s
+        log2_r = s * math.log2(c)
+        exact = self.method == "exact" or (
+            self.method == "auto" and c ** math.ceil(s / 2) <= self.max_enumeration
+        )
+        if self.method == "exact" and not exact:
+            raise ConfigError(
+                f"method: {self.name} ranks the {c}^{s} label tuples from two halves of "
+                f"{c}^{math.ceil(s / 2)} sums, above max_enumeration = {self.max_enumeration}; "
+                "use method = 'extrapolated' or raise max_enumeration"
+            )
+        rng = ctx.rng(f"{self.name}/sample")
+        bits = -planted.log_probs / math.log(2.0)  # (n_inputs, C)
+        rows = []
+        samples = []
+        for canary in planted.canaries:
+            own = bits[list(canary.positions)]
+            total = float(own[np.arange(s), list(canary.labels)].sum())
+            sample = sample_label_tuples(own, rng, self.samples)
+            samples.append(sample)
+            extrapolated = SkewNormalFit.fit(sample).exposure(total)
+            rank = label_tuple_rank(own, canary.labels) if exact else None
+            rows.append(
+                {
+                    "text": canary.text,
+                    "repetitions": canary.repetitions,
+                    "log_perplexity": total,
+                    "rank": rank,
+                    "space_size": size,
+                    "exposure": exact_exposure(size, rank) if rank else extrapolated,
+                    "method": "exact" if exact else "extrapolated",
+                    "exposure_extrapolated": extrapolated,
+                }
+            )
+        return AuditResult(
+            name=self.name,
+            metrics=self._metrics(rows, ctx.confidence),
+            arrays={
+                "canary_log_perplexity": np.array([r["log_perplexity"] for r in rows]),
+                # each canary has its own candidates (label tuples on its own inputs)
+                "candidate_log_perplexity_sample": np.stack(samples),
+            },
+            details={
+                "canaries": rows,
+                "space_size": size,
+                "max_exposure_bits": log2_r,
+                "method": "exact" if exact else "extrapolated",
+                "planted": True,
+                "variant": "classifier",
+                "canary_inputs": self.canary_inputs,
+                "num_classes": c,
+                "labels_per_canary": s,
+                "retrained_test_accuracy": planted.test_accuracy,
             },
         )
 

@@ -33,7 +33,7 @@ FORMAT = CanaryFormat("my pin code is ", "0123456789", 4)
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    require_system_path(FORTUNES, "fortunes-min")
+    require_system_path(FORTUNES, "fortunes")
     cache = tmp_path_factory.getbasetemp() / "canary-cache"  # shared with test_extraction
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a small GRU only loses from threads on a busy machine

@@ -21,7 +21,7 @@ RECIPE = CharLMRecipe(epochs=5, hidden=64)
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    require_system_path(FORTUNES, "fortunes-min")
+    require_system_path(FORTUNES, "fortunes")
     cache = tmp_path_factory.getbasetemp() / "canary-cache"  # shared with test_exposure
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

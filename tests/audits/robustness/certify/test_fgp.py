@@ -84,13 +84,14 @@ def test_a_boundary_behind_a_box_face_is_projected_inside_the_box() -> None:
     seed=st.integers(0, 10_000),
     point=st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3),
     eps=st.floats(0.01, 0.3),
+    lp_after=st.sampled_from([None, 0]),
 )
 def test_fgp_agrees_with_the_milp_and_pgd_in_linf(
-    seed: int, point: list[float], eps: float
+    seed: int, point: list[float], eps: float, lp_after: int | None
 ) -> None:
     network = random_network(seed)
     x = torch.tensor(point, dtype=torch.float64)
-    fgp = fgp_certify(network, x, eps, "linf", BOX, max_regions=2_000)
+    fgp = fgp_certify(network, x, eps, "linf", BOX, max_regions=2_000, lp_after=lp_after)
     exact = exact_certify(network, x, eps, "linf", BOX)
     assert exact.verdict in ("robust", "not_robust")
     for certificate in (fgp, exact):
@@ -109,11 +110,12 @@ def test_fgp_agrees_with_the_milp_and_pgd_in_linf(
     point=st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3),
     eps=st.floats(0.02, 0.4),
     prune=st.sampled_from([None, "crown"]),
+    lp_after=st.sampled_from([None, 0]),
 )
-def test_fgp_agrees_with_the_miqcp_and_pgd_in_l2(seed, point, eps, prune) -> None:
+def test_fgp_agrees_with_the_miqcp_and_pgd_in_l2(seed, point, eps, prune, lp_after) -> None:
     network = random_network(seed, widths=(6, 6))
     x = torch.tensor(point, dtype=torch.float64)
-    fgp = fgp_certify(network, x, eps, "l2", BOX, max_regions=2_000, prune=prune)
+    fgp = fgp_certify(network, x, eps, "l2", BOX, max_regions=2_000, prune=prune, lp_after=lp_after)
     exact = exact_certify(network, x, eps, "l2", BOX)
     assert exact.verdict in ("robust", "not_robust")
     for certificate in (fgp, exact):
@@ -142,6 +144,29 @@ def test_fgp_decides_most_points_of_a_trained_net_and_agrees_with_exact(trained,
     # measured: 40 of 40 decided for both norms, with both verdicts present
     assert decided >= 0.9
     assert {"robust", "not_robust"} <= set(verdicts)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_dropping_regions_outside_the_input_set_keeps_verdicts_and_saves_regions(
+    trained, norm: str
+) -> None:
+    """The linear program only removes patterns no input of the set has: decided verdicts
+    agree with the plain search's, and the search visits fewer regions in all (measured on 12
+    points: L∞ 0.1 2,207 → 738 regions, the same verdicts; L2 0.3 21,767 → 2,565, two of the
+    plain search's timeouts decided robust)."""
+    network, points = trained
+    eps = {"linf": 0.1, "l2": 0.3}[norm]
+    plain_regions = pruned_regions = 0
+    for x in points[:12]:
+        plain = fgp_certify(network, x, eps, norm, BOX, lp_after=None)
+        pruned = fgp_certify(network, x, eps, norm, BOX, lp_after=0)
+        if plain.decided and pruned.decided:
+            assert pruned.verdict == plain.verdict
+        if pruned.verdict == "not_robust":
+            assert_valid_witness(network, x, pruned, eps, norm)
+        plain_regions += plain.regions
+        pruned_regions += pruned.regions
+    assert pruned_regions < plain_regions, (plain_regions, pruned_regions)
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])

@@ -30,6 +30,17 @@ whole input set cannot flip on a segment inside it, and a rival class whose marg
 above zero cannot be reached, so neither is searched (``prune=None`` runs the search of the
 paper alone). The verdicts stay FGP's; only the work shrinks.
 
+A search that runs long (more than ``lp_after`` regions) also drops the regions that do not
+meet the input set: flipping one neuron whose hyperplane crosses the set opens a neighbouring
+pattern even where that hyperplane crosses it outside the current region, and such patterns,
+which no input in the set has, spawn patterns of their own. A linear program over the input box
+(HiGHS, `scipy.optimize.linprog`) with the sign constraint of every searchable neuron decides
+whether a pattern's region meets the box; one that does not holds no input of the set, so it can
+hold no counterexample and no segment from the record passes through it. For L2 the box
+encloses the ball, so the test is a relaxation: a region it keeps may still miss the ball. The
+program costs milliseconds, far more than a region's affine forms, which is why short searches
+do without it.
+
 `fgp_radius` pops regions by distance instead (a Dijkstra-like order over regions) and returns a
 certified lower bound on the distance to the nearest input with another label.
 
@@ -62,6 +73,8 @@ from unmeasured.errors import ConfigError
 OVERSHOOT = 1e-4
 #: entries of the per-batch hyperplane tensors (regions × neurons × inputs) kept in memory at once
 BATCH_ENTRIES = 8_000_000
+#: slack of the region test's constraints, relative to their size: rounding never drops a region
+LP_SLACK = 1e-7
 
 
 def fgp_certify(
@@ -76,6 +89,7 @@ def fgp_certify(
     timeout: float = 60.0,
     batch_size: int = 64,
     prune: str | None = "crown",
+    lp_after: int | None = 200,
 ) -> PointCertificate:
     """Decide whether every input within ``eps`` of ``x`` (and inside ``bounds``) keeps the label.
 
@@ -93,6 +107,8 @@ def fgp_certify(
         prune: ``"crown"`` (default) or ``"ibp"`` to skip the neurons that bound propagation
             proves stable over the input set and the rivals it rules out, or None for the
             search of the paper alone.
+        lp_after: once this many regions were visited, drop each further region that a linear
+            program finds outside the input box (see the module's docstring); None never.
 
     Returns:
         A `PointCertificate` (``radius`` None). ``not_robust`` comes with a witness checked on
@@ -119,6 +135,13 @@ def fgp_certify(
             return search.answer("timeout")
         patterns = torch.stack([queue.popleft() for _ in range(min(len(queue), search.batch))])
         hidden, decision = search.hyperplanes(patterns)
+        if lp_after is not None and search.regions > lp_after:
+            meets = search.meets_input_set(patterns, *hidden)
+            if not bool(meets.any()):
+                continue
+            patterns = patterns[meets]
+            hidden = (hidden[0][meets], hidden[1][meets])
+            decision = (decision[0][meets], decision[1][meets])
         distance, points = search.decision_points(*decision, search.radius)
         witness = search.first_witness(points[torch.isfinite(distance)])
         if witness is not None:
@@ -345,6 +368,33 @@ class _Search:
         if self.norm == "l2":
             hit &= value.abs() <= radius * gradient.norm(dim=-1) + slack
         return hit
+
+    def meets_input_set(
+        self, patterns: torch.Tensor, gradient: torch.Tensor, offset: torch.Tensor
+    ) -> torch.Tensor:
+        """Which regions of ``patterns`` may meet the input set, bool ``(R,)``: False only where
+        a linear program proves that no point of the box satisfies the sign constraints of the
+        region's searchable neurons (an unsolved program keeps the region)."""
+        from scipy.optimize import linprog
+
+        keep = self.flippable
+        box = np.stack([self.low.cpu().numpy(), self.high.cpu().numpy()], axis=1)
+        meets = torch.ones(len(patterns), dtype=torch.bool)
+        for r in range(len(patterns)):
+            g = gradient[r][keep].cpu().numpy()
+            h = offset[r][keep].cpu().numpy()
+            # an active neuron has g·x + h ≥ 0, an inactive one g·x + h ≤ 0: as A·x ≤ b
+            sign = np.where(patterns[r][keep].cpu().numpy(), -1.0, 1.0)
+            slack = LP_SLACK * (np.abs(h) + np.abs(g) @ np.abs(box).max(axis=1) + 1.0)
+            result = linprog(
+                np.zeros(g.shape[1]),
+                A_ub=sign[:, None] * g,
+                b_ub=-sign * h + slack,
+                bounds=box,
+                method="highs",
+            )
+            meets[r] = result.status != 2  # 2: proven infeasible
+        return meets.to(patterns.device)
 
     def neuron_reachable(self, gradient: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
         """Which neuron boundaries meet the input set and may flip there; bool ``(R, m)``."""

@@ -46,3 +46,23 @@ def test_the_robustness_config_example_is_valid() -> None:
     assert config.data.test == "test.npz" and config.data.members is None
     ids = [p.id for p in plan_audits(config.audits)]
     assert ids == ["robustness.apgd[linf,ce]", "robustness.crown[linf]", "robustness.corruptions"]
+
+
+def test_the_memorization_config_example_is_valid() -> None:
+    import tomllib
+
+    from unmeasured.api import plan_audits
+    from unmeasured.config import parse_config
+    from unmeasured.training.recipes import load_recipe
+
+    block = re.search(r"```toml\n# memorization.toml\n(.*?)```", README.read_text(), re.S)
+    assert block, "no memorization.toml example in the README"
+    config = parse_config(tomllib.loads(block.group(1)))
+    ids = [p.id for p in plan_audits(config.audits)]
+    assert ids == [
+        "memorization.exposure",
+        "memorization.overlearning",
+        "memorization.inversion",
+        "memorization.leakage_detect",
+    ]
+    assert list(load_recipe(dict(config.recipe), README.parent).hidden) == [64]

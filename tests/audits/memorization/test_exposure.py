@@ -8,6 +8,7 @@ and 1.71; skew-normal extrapolation 1.85, 3.92, 9.16, 12.91, 1.55, 1.79.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +121,10 @@ def test_skew_normal_fit_recovers_a_known_tail() -> None:
     fit = SkewNormalFit.fit(sample)
     q = stats.skewnorm.ppf(2.0**-10, 3.0, loc=30, scale=6)
     assert fit.exposure(q) == pytest.approx(10.0, abs=0.5)
+    # a secret far below every candidate: the tail promises ~70 bits, a space of 10^4 allows 13.3
+    far = stats.skewnorm.ppf(2.0**-70, 3.0, loc=30, scale=6)
+    assert fit.exposure(far) > 40
+    assert fit.exposure(far, 10**4) == pytest.approx(math.log2(10**4))
 
 
 def test_format_and_parameters_are_checked_before_running() -> None:

@@ -175,14 +175,21 @@ class SkewNormalFit:
         shape, loc, scale = stats.skewnorm.fit(values)
         return cls(float(shape), float(loc), float(scale), len(values))
 
-    def exposure(self, log_perplexity: float) -> float:
-        """``-log2 CDF(log_perplexity)``: the extrapolated exposure of a secret this likely."""
-        return float(-stats.skewnorm.logcdf(log_perplexity, self.shape, self.loc, self.scale) / LN2)
+    def exposure(self, log_perplexity: float, space_size: int | None = None) -> float:
+        """``-log2 CDF(log_perplexity)``: the extrapolated exposure of a secret this likely,
+        capped at ``log2 space_size`` when the space's size is given (no secret ranks above
+        first; a fitted tail thinner than the model's would otherwise promise more)."""
+        value = float(-stats.skewnorm.logcdf(log_perplexity, self.shape, self.loc, self.scale))
+        value /= LN2
+        return value if space_size is None else min(value, math.log2(space_size))
 
 
-def extrapolated_exposure(sample: np.ndarray, log_perplexity: float) -> float:
-    """Exposure of a secret from a random sample of candidates' log-perplexities (skew-normal)."""
-    return SkewNormalFit.fit(sample).exposure(log_perplexity)
+def extrapolated_exposure(
+    sample: np.ndarray, log_perplexity: float, space_size: int | None = None
+) -> float:
+    """Exposure of a secret from a random sample of candidates' log-perplexities (skew-normal),
+    at most ``log2 space_size``."""
+    return SkewNormalFit.fit(sample).exposure(log_perplexity, space_size)
 
 
 @dataclass(frozen=True)

@@ -159,7 +159,7 @@ class ExposureAudit(CanaryAudit):
             ranks = [None] * len(canaries)
             exposures = []
         fit = SkewNormalFit.fit(sample)
-        extrapolated = [fit.exposure(b) for b in canary_bits]
+        extrapolated = [fit.exposure(b, fmt.size) for b in canary_bits]
         if not self.exact:
             exposures = extrapolated
         rows = [
@@ -219,7 +219,7 @@ class ExposureAudit(CanaryAudit):
             total = float(own[np.arange(s), list(canary.labels)].sum())
             sample = sample_label_tuples(own, rng, self.samples)
             samples.append(sample)
-            extrapolated = SkewNormalFit.fit(sample).exposure(total)
+            extrapolated = SkewNormalFit.fit(sample).exposure(total, size)
             rank = label_tuple_rank(own, canary.labels) if exact else None
             rows.append(
                 {

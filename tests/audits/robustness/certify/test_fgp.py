@@ -152,7 +152,7 @@ def test_dropping_regions_outside_the_input_set_keeps_verdicts_and_saves_regions
 ) -> None:
     """The linear program only removes patterns no input of the set has: decided verdicts
     agree with the plain search's, and the search visits fewer regions in all (measured on 12
-    points: L∞ 0.1 2,207 → 738 regions, the same verdicts; L2 0.3 21,767 → 2,565, two of the
+    points: L∞ 0.1 2,207 → 738 regions, the same verdicts; L2 0.3 21,767 → 1,982, two of the
     plain search's timeouts decided robust)."""
     network, points = trained
     eps = {"linf": 0.1, "l2": 0.3}[norm]

@@ -36,10 +36,13 @@ pattern even where that hyperplane crosses it outside the current region, and su
 which no input in the set has, spawn patterns of their own. A linear program over the input box
 (HiGHS, `scipy.optimize.linprog`) with the sign constraint of every searchable neuron decides
 whether a pattern's region meets the box; one that does not holds no input of the set, so it can
-hold no counterexample and no segment from the record passes through it. For L2 the box
-encloses the ball, so the test is a relaxation: a region it keeps may still miss the ball. The
-program costs milliseconds, far more than a region's affine forms, which is why short searches
-do without it.
+hold no counterexample and no segment from the record passes through it. For L2 the test is the
+distance from the record to the region's polyhedron first: any multipliers ``λ ≥ 0`` of its
+constraints ``A·x ≤ b`` give the lower bound ``λ·(A·x₀ − b) − |Aᵀλ|²/4`` on the squared
+distance (weak duality), so multipliers found by L-BFGS-B that push the bound above ε² prove the
+region misses the ball, whatever the optimiser's accuracy (the bound is evaluated, not trusted);
+a region it keeps still faces the linear program over the box enclosing the ball. Both tests cost about a millisecond, far more than a region's affine forms, which is why short
+searches do without them.
 
 `fgp_radius` pops regions by distance instead (a Dijkstra-like order over regions) and returns a
 certified lower bound on the distance to the nearest input with another label.
@@ -373,12 +376,14 @@ class _Search:
         self, patterns: torch.Tensor, gradient: torch.Tensor, offset: torch.Tensor
     ) -> torch.Tensor:
         """Which regions of ``patterns`` may meet the input set, bool ``(R,)``: False only where
-        a linear program proves that no point of the box satisfies the sign constraints of the
-        region's searchable neurons (an unsolved program keeps the region)."""
+        it is proven that no point of the set satisfies the sign constraints of the region's
+        searchable neurons (a linear program over the box, an unsolved one keeps the region;
+        for L2 first a dual bound on the distance to the region above ε)."""
         from scipy.optimize import linprog
 
         keep = self.flippable
         box = np.stack([self.low.cpu().numpy(), self.high.cpu().numpy()], axis=1)
+        x0 = self.x.cpu().numpy()
         meets = torch.ones(len(patterns), dtype=torch.bool)
         for r in range(len(patterns)):
             g = gradient[r][keep].cpu().numpy()
@@ -386,13 +391,11 @@ class _Search:
             # an active neuron has g·x + h ≥ 0, an inactive one g·x + h ≤ 0: as A·x ≤ b
             sign = np.where(patterns[r][keep].cpu().numpy(), -1.0, 1.0)
             slack = LP_SLACK * (np.abs(h) + np.abs(g) @ np.abs(box).max(axis=1) + 1.0)
-            result = linprog(
-                np.zeros(g.shape[1]),
-                A_ub=sign[:, None] * g,
-                b_ub=-sign * h + slack,
-                bounds=box,
-                method="highs",
-            )
+            a, b = sign[:, None] * g, -sign * h + slack
+            if self.norm == "l2" and _beyond_l2(a, b, x0, self.radius):
+                meets[r] = False
+                continue
+            result = linprog(np.zeros(g.shape[1]), A_ub=a, b_ub=b, bounds=box, method="highs")
             meets[r] = result.status != 2  # 2: proven infeasible
         return meets.to(patterns.device)
 
@@ -503,6 +506,31 @@ def _nearest_points(
     length = lp_norm(direction * move(lo), norm).where(reach, torch.inf)
     pushed = direction * move(torch.minimum(hi * (1 + OVERSHOOT), top))
     return pushed, length
+
+
+def _beyond_l2(a: np.ndarray, b: np.ndarray, x0: np.ndarray, radius: float) -> bool:
+    """Whether the polyhedron ``a·x ≤ b`` provably lies farther than ``radius`` (L2) from
+    ``x0``: multipliers ``λ ≥ 0`` maximising the dual bound ``λ·(a·x0 − b) − |aᵀλ|²/4`` on the
+    squared distance, found by L-BFGS-B, and the bound evaluated at them."""
+    from scipy.optimize import minimize
+
+    if not len(a):
+        return False
+    gram, violation = a @ a.T, a @ x0 - b
+    if not (violation > 0).any():  # x0 satisfies every constraint: distance 0
+        return False
+
+    def negative_bound(lam: np.ndarray) -> tuple[float, np.ndarray]:
+        q = gram @ lam
+        return 0.25 * lam @ q - lam @ violation, 0.5 * q - violation
+
+    start = np.maximum(violation, 0.0) / np.maximum(np.diag(gram), 1e-300)
+    found = minimize(
+        negative_bound, start, jac=True, method="L-BFGS-B", bounds=[(0, None)] * len(b)
+    )
+    lam = np.maximum(found.x, 0.0)
+    bound = lam @ violation - 0.25 * float(np.sum((a.T @ lam) ** 2))
+    return bool(bound > radius**2 * (1 + 1e-9) + 1e-12)
 
 
 def _flipped(patterns: torch.Tensor, region: torch.Tensor, neuron: torch.Tensor) -> torch.Tensor:

@@ -204,7 +204,9 @@ def main() -> None:
                 )
             )
     path = write_result(
-        "training_peak_cpu" + ("_quick" if args.quick else ""),
+        "training_peak_cpu"
+        + (f"_{args.threads}threads" if args.threads else "")
+        + ("_quick" if args.quick else ""),
         {
             "what": "train_ensemble throughput per backend (two epochs, K models on balanced "
             "halves of a Fashion-MNIST subset, 500 query records) against torch.mm 2048x2048 "

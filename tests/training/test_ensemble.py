@@ -243,7 +243,7 @@ def test_auto_trains_a_short_run_one_by_one_without_probing_stacking(digits) -> 
     job = _Job(MLPRecipe(hidden=(8,), epochs=1, batch_size=16), x, y, 10, x[:5])
     backend, report = choose(job, "auto", 4, workers=1)
     assert backend == "sequential" and set(report.probe) == {"sequential"}
-    assert "would cost more than 3% of training one model at a time" in report.notes[-1]
+    assert "would cost more than 5% of training one model at a time" in report.notes[-1]
 
 
 def test_sklearn_recipe_in_an_ensemble(digits, masks) -> None:

@@ -83,8 +83,9 @@ PROBE_STEPS = 2
 #: most models a probe of stacked training stacks
 PROBE_MODELS = 8
 #: the most a probe of stacking may cost, as a share of training one model at a time (a short
-#: run of large models trains sequentially rather than pay for a probe it cannot win back)
-PROBE_BUDGET = 0.03
+#: run of large models trains sequentially rather than pay for a probe it cannot win back; a
+#: probe that finds stacking slower then costs at most this)
+PROBE_BUDGET = 0.05
 #: seconds to start one spawned worker (importing torch and this package; measured 2-3 s on a
 #: 2-core CPU), paid once per pool
 PROCESS_START_SECONDS = 3.0
@@ -498,11 +499,12 @@ def _plan(
     alone = probe_one_by_one()
     if alone is None:  # fewer than two steps per model: nothing to time, and little to lose
         return stacked
-    # a probe of stacking trains a few steps of up to PROBE_MODELS models; where that would
-    # cost more than PROBE_BUDGET of training one model at a time, it cannot pay for itself
+    # a probe of stacking trains a few steps of up to PROBE_MODELS models (about what as many
+    # steps of each model alone cost); where that would cost more than PROBE_BUDGET of
+    # training one model at a time, it cannot pay for itself
     sequential_seconds = alone.seconds(model_steps, len(todo))
     probed = min(PROBE_MODELS, len(chunks[0]))
-    stacked_probe_seconds = probed * alone.seconds(PROBE_STEPS + 1, 1)
+    stacked_probe_seconds = probed * (PROBE_STEPS + 1) * alone.step
     if stacked_probe_seconds > PROBE_BUDGET * sequential_seconds:
         report.probe = {"sequential": alone.step}
         report.notes.append(

@@ -126,18 +126,25 @@ def audit(
     from unmeasured.store import default_run_dir
     from unmeasured.training.resources import MEMORY_BUDGET_ENV
 
-    if memory_budget_mb is not None:
-        os.environ[MEMORY_BUDGET_ENV] = str(memory_budget_mb)
     loaded = load_config(config)
     out = out or default_run_dir(config.stem)
-    run = audit_config(
-        loaded,
-        out=out,
-        seed=seed,
-        fail_on=fail_on or (),
-        trust_pickle=trust_pickle,
-        progress=_progress(quiet),
-    )
+    before = os.environ.get(MEMORY_BUDGET_ENV)
+    if memory_budget_mb is not None:  # the trainer reads the budget from the environment
+        os.environ[MEMORY_BUDGET_ENV] = str(memory_budget_mb)
+    try:
+        run = audit_config(
+            loaded,
+            out=out,
+            seed=seed,
+            fail_on=fail_on or (),
+            trust_pickle=trust_pickle,
+            progress=_progress(quiet),
+        )
+    finally:
+        if before is None:
+            os.environ.pop(MEMORY_BUDGET_ENV, None)
+        else:
+            os.environ[MEMORY_BUDGET_ENV] = before
     raise typer.Exit(_finish(run, out, quiet))
 
 

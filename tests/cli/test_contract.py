@@ -357,3 +357,4 @@ def test_a_memory_budget_flag_warns_before_training(project, capsys, monkeypatch
     assert "more than the memory budget of 102.4 KB" in err
     code, _, err = _audit(capsys, config, "--memory-budget-mb", "0")
     _one_line_error(code, err, "--memory-budget-mb")
+    assert "UNMEASURED_MEMORY_BUDGET_MB" not in os.environ  # the flag lasts one run

@@ -219,8 +219,9 @@ def train_ensemble(
             progress.log(note)
         report.estimate = _estimate(job, plan, masks, todo, k_total, memory_budget_mb)
         progress.log(report.estimate.line())
+        warn = getattr(progress, "warn", progress.log)  # a progress object of an older shape
         for warning in report.estimate.warnings:
-            progress.warn(warning)
+            warn(warning)
     # allocated only after the estimate had its say
     out = np.zeros((k_total, len(query_x), num_classes), dtype=np.float32)
     for k, hit in hits.items():

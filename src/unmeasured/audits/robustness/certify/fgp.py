@@ -377,25 +377,44 @@ class _Search:
     ) -> torch.Tensor:
         """Which regions of ``patterns`` may meet the input set, bool ``(R,)``: False only where
         it is proven that no point of the set satisfies the sign constraints of the region's
-        searchable neurons (a linear program over the box, an unsolved one keeps the region;
-        for L2 first a dual bound on the distance to the region above ε)."""
+        searchable neurons: a constraint the box cannot satisfy, for L2 a dual bound on the
+        distance to the region above ε, or a linear program over the box on the constraints
+        the whole box does not already satisfy (an unsolved one keeps the region)."""
         from scipy.optimize import linprog
 
         keep = self.flippable
         box = np.stack([self.low.cpu().numpy(), self.high.cpu().numpy()], axis=1)
         x0 = self.x.cpu().numpy()
         meets = torch.ones(len(patterns), dtype=torch.bool)
+        # over the box each pre-activation ranges over [least, most]: a neuron the region
+        # wants on the side the box never reaches rules the region out at once, and one the
+        # whole box satisfies adds nothing to the program
+        center, half = (self.high + self.low) / 2, (self.high - self.low) / 2
+        mid = gradient[:, keep] @ center + offset[:, keep]
+        spread = gradient[:, keep].abs() @ half
+        active = patterns[:, keep]
+        tolerance = 1e-9 * (mid.abs() + spread + 1.0)
+        impossible = torch.where(active, mid + spread < -tolerance, mid - spread > tolerance)
+        needed = torch.where(active, mid - spread < tolerance, mid + spread > -tolerance)
+        meets &= ~impossible.any(dim=1).cpu()
         for r in range(len(patterns)):
+            if not meets[r]:
+                continue
             g = gradient[r][keep].cpu().numpy()
             h = offset[r][keep].cpu().numpy()
             # an active neuron has g·x + h ≥ 0, an inactive one g·x + h ≤ 0: as A·x ≤ b
-            sign = np.where(patterns[r][keep].cpu().numpy(), -1.0, 1.0)
+            sign = np.where(active[r].cpu().numpy(), -1.0, 1.0)
             slack = LP_SLACK * (np.abs(h) + np.abs(g) @ np.abs(box).max(axis=1) + 1.0)
             a, b = sign[:, None] * g, -sign * h + slack
             if self.norm == "l2" and _beyond_l2(a, b, x0, self.radius):
                 meets[r] = False
                 continue
-            result = linprog(np.zeros(g.shape[1]), A_ub=a, b_ub=b, bounds=box, method="highs")
+            row = needed[r].cpu().numpy()
+            if not row.any():  # every constraint holds on the whole box
+                continue
+            result = linprog(
+                np.zeros(g.shape[1]), A_ub=a[row], b_ub=b[row], bounds=box, method="highs"
+            )
             meets[r] = result.status != 2  # 2: proven infeasible
         return meets.to(patterns.device)
 

@@ -35,7 +35,8 @@ meet the input set: flipping one neuron whose hyperplane crosses the set opens a
 pattern even where that hyperplane crosses it outside the current region, and such patterns,
 which no input in the set has, spawn patterns of their own. A linear program over the input box
 (HiGHS, `scipy.optimize.linprog`) with the sign constraint of every searchable neuron decides
-whether a pattern's region meets the box; one that does not holds no input of the set, so it can
+whether a pattern's region meets the box (a constraint no point of the box meets rules the
+region out without it, and one every point meets is left out of it); one that does not holds no input of the set, so it can
 hold no counterexample and no segment from the record passes through it. For L2 the test is the
 distance from the record to the region's polyhedron first: any multipliers ``λ ≥ 0`` of its
 constraints ``A·x ≤ b`` give the lower bound ``λ·(A·x₀ − b) − |Aᵀλ|²/4`` on the squared

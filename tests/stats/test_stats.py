@@ -169,3 +169,14 @@ def test_membership_metrics_keys_and_validation() -> None:
         membership_metrics(s, np.ones_like(lab))
     with pytest.raises(InputError, match="NaN"):
         membership_metrics(np.r_[np.nan, s[1:]], lab)
+
+
+def test_mean_t_interval_bounds_and_the_unestimable() -> None:
+    from unmeasured.stats.intervals import mean_t
+
+    est = mean_t(np.array([0.1, 0.2, 0.3]), 0.95, bounds=(0.0, 1.0))
+    # half-width t(0.975, 2) * 0.1 / sqrt(3) = 0.2484: the low end is clipped at 0
+    assert est.value == pytest.approx(0.2)
+    assert est.ci == (0.0, pytest.approx(0.4484, abs=1e-4))
+    assert mean_t(np.array([0.5])).ci is None
+    assert not mean_t(np.array([]), empty="no classes").estimable

@@ -1,8 +1,10 @@
-"""Binomial confidence intervals."""
+"""Confidence intervals: binomial proportions (Clopper–Pearson) and means (Student t)."""
 
 from __future__ import annotations
 
+import numpy as np
 from scipy.stats import beta
+from scipy.stats import t as student_t
 
 from unmeasured.errors import InputError
 from unmeasured.stats.estimate import Estimate
@@ -61,3 +63,33 @@ def proportion(
     if n == 0:
         return Estimate.not_estimable(empty, n=0, confidence=confidence)
     return Estimate(hits / n, clopper_pearson(hits, n, confidence), n, confidence)
+
+
+def mean_t(
+    values: np.ndarray,
+    confidence: float = 0.95,
+    *,
+    bounds: tuple[float | None, float | None] = (None, None),
+    empty: str = "no values",
+) -> Estimate:
+    """The mean of ``values`` with a two-sided Student t interval, clipped to ``bounds``
+    (None: open); not estimable without values (``empty`` says why), no interval from one.
+
+    Example:
+        >>> mean_t(np.array([0.1, 0.2, 0.3]), bounds=(0.0, 1.0)).format()
+        '0.200 [0.000, 0.448]'
+    """
+    v = np.asarray(values, dtype=np.float64)
+    n = len(v)
+    if n == 0:
+        return Estimate.not_estimable(empty, n=0, confidence=confidence)
+    mean = float(v.mean())
+    if n < 2:
+        return Estimate(mean, None, n, confidence)
+    half = float(student_t.ppf(0.5 + confidence / 2, n - 1) * v.std(ddof=1) / np.sqrt(n))
+    low, high = mean - half, mean + half
+    if bounds[0] is not None:
+        low = max(bounds[0], low)
+    if bounds[1] is not None:
+        high = min(bounds[1], high)
+    return Estimate(mean, (low, high), n, confidence)

@@ -25,14 +25,13 @@ from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
-from scipy.stats import t as student_t
 
 from unmeasured.audits.base import Audit, AuditContext, Constraint, Requirements, interval, options
 from unmeasured.audits.registry import register
 from unmeasured.errors import ConfigError, TargetError
 from unmeasured.results import AuditResult, Headline
 from unmeasured.stats.estimate import Estimate
-from unmeasured.stats.intervals import proportion
+from unmeasured.stats.intervals import mean_t, proportion
 
 INVERSION_ROLES = ("members", "train_sample")
 
@@ -195,11 +194,19 @@ class ModelInversion(Audit):
             "own_class_nearest": proportion(
                 hits, len(classes), ctx.confidence, empty="no classes to invert"
             ),
-            "mean_similarity": _mean(own[present], ctx.confidence, "classes with records"),
-            "similarity_margin": _mean(
-                (own - other)[present & np.isfinite(other)], ctx.confidence, "classes with records"
+            "mean_similarity": mean_t(
+                own[present], ctx.confidence, bounds=(-1.0, 1.0), empty="no classes with records"
             ),
-            "mean_confidence": _mean(confidence, ctx.confidence, "classes", bounds=(0.0, 1.0)),
+            # a difference of two correlations lies in [-2, 2]
+            "similarity_margin": mean_t(
+                (own - other)[present & np.isfinite(other)],
+                ctx.confidence,
+                bounds=(-2.0, 2.0),
+                empty="no classes with records",
+            ),
+            "mean_confidence": mean_t(
+                confidence, ctx.confidence, bounds=(0.0, 1.0), empty="no classes"
+            ),
         }
         groups = {
             f"class={c}": {
@@ -324,19 +331,3 @@ def _point(value: float) -> Estimate:
     if not np.isfinite(value):
         return Estimate.not_estimable("no record of this class to compare with", n=0)
     return Estimate(float(value), None, 1)
-
-
-def _mean(
-    values: np.ndarray, confidence: float, what: str, bounds: tuple[float, float] = (-1.0, 1.0)
-) -> Estimate:
-    """A mean over classes with a Student-t interval (classes are few; the interval says how
-    much the mean depends on which classes there are)."""
-    n = len(values)
-    if n == 0:
-        return Estimate.not_estimable(f"no {what}", n=0, confidence=confidence)
-    mean = float(np.mean(values))
-    if n < 2:
-        return Estimate(mean, None, n, confidence)
-    half = float(student_t.ppf((1 + confidence) / 2, n - 1) * np.std(values, ddof=1) / np.sqrt(n))
-    ci = (max(bounds[0], mean - half), min(bounds[1], mean + half))
-    return Estimate(mean, ci, n, confidence)

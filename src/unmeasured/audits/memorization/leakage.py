@@ -46,7 +46,7 @@ from unmeasured.audits.registry import register
 from unmeasured.errors import ConfigError, DataError
 from unmeasured.results import AuditResult, Headline
 from unmeasured.stats import Estimate
-from unmeasured.stats.intervals import proportion
+from unmeasured.stats.intervals import mean_t, proportion
 from unmeasured.training.malicious import (
     ENCODINGS,
     MaliciousRecipe,
@@ -92,18 +92,6 @@ def _bounds(ctx: AuditContext, x: np.ndarray) -> tuple[float, float]:
 
 def _accuracy(recipe: TorchRecipe, model: Any, x: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
     return recipe.predict_logits(model, x, num_classes=k).argmax(axis=1) == y
-
-
-def mean_estimate(values: np.ndarray, confidence: float, *, floor: float | None = None) -> Estimate:
-    """The mean of per-record values with a Student t interval (clipped below at ``floor``):
-    for paired differences of two models' hits on the same records, and for recovery errors."""
-    v = np.asarray(values, np.float64)
-    mean = float(v.mean())
-    if len(v) < 2:
-        return Estimate(mean, None, len(v), confidence)
-    half = float(student_t.ppf(0.5 + confidence / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
-    low = mean - half if floor is None else max(floor, mean - half)
-    return Estimate(mean, (low, mean + half), len(v), confidence)
 
 
 @register
@@ -236,7 +224,7 @@ class LeakageSimulate(Audit):
             )
             hits = _accuracy(base, model, test.x, test.y, k)
             metrics[f"accuracy_{encoding}"] = proportion(int(hits.sum()), len(hits), ctx.confidence)
-            metrics[f"accuracy_cost_{encoding}"] = mean_estimate(
+            metrics[f"accuracy_cost_{encoding}"] = mean_t(
                 clean_hits.astype(np.float64) - hits, ctx.confidence
             )
             recovered = recipe.decode(
@@ -256,8 +244,8 @@ class LeakageSimulate(Audit):
             )
             truth = np.clip(members.x[:count], *bounds)
             error = np.abs(recovered[:count] - truth).reshape(count, -1).mean(axis=1)
-            metrics[f"value_error_{encoding}"] = mean_estimate(
-                error / (bounds[1] - bounds[0]), ctx.confidence, floor=0.0
+            metrics[f"value_error_{encoding}"] = mean_t(
+                error / (bounds[1] - bounds[0]), ctx.confidence, bounds=(0.0, None)
             )
             shown = min(self.examples, count)
             arrays[f"original_{encoding}"] = truth[:shown].astype(np.float32)

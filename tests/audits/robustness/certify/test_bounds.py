@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 
 from unmeasured.audits.robustness.certify.bounds import (
     bound_certify,
+    input_box,
     logit_bounds,
+    lp_margin_lower_bounds,
     margin_lower_bounds,
     pre_activation_bounds,
 )
@@ -138,3 +140,54 @@ def test_bad_arguments_are_refused() -> None:
         logit_bounds(network, x, -0.1, "linf")
     with pytest.raises(ConfigError, match="norm"):
         logit_bounds(network, x, 0.1, "l1")
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), eps=st.floats(0.02, 0.4))
+def test_the_triangle_program_bounds_soundly_and_at_least_as_tightly_as_crown(seed, eps) -> None:
+    """The linear program's margin bound lies below every sampled margin and below the exact
+    minimum (the MILP's witness, where it finds one), and never below CROWN's."""
+    network = random_network(seed, inputs=4, widths=(10, 10))
+    x = torch.rand(1, 4, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    label = int(network(x).argmax())
+    rivals = [j for j in range(network.num_classes) if j != label]
+    layers = pre_activation_bounds(network, x, eps, "linf", BOX)
+    low, high = input_box(x[0], eps, BOX)
+    program = lp_margin_lower_bounds(network, low, high, layers[:-1], label, rivals)
+    crown = margin_lower_bounds(network, x, torch.tensor([label]), eps, "linf", BOX)[0]
+    samples = sample_set(x, eps, "linf", BOX, 2_000, seed).reshape(-1, 4)
+    logits = network(samples)
+    for j in rivals:
+        assert program[j] >= float(crown[j]) - 1e-4 * (1 + abs(float(crown[j])))  # its margin
+        assert (logits[:, label] - logits[:, j] >= program[j] - 1e-9).all()
+    exact = exact_certify(network, x[0], eps, "linf", BOX)
+    if exact.verdict == "robust":
+        return
+    assert exact.verdict == "not_robust"
+    at_witness = network(exact.witness.reshape(1, -1))[0]
+    assert min(float(at_witness[label] - at_witness[j]) - program[j] for j in rivals) >= -1e-9
+
+
+def test_the_triangle_program_is_tighter_than_crown_on_deeper_nets() -> None:
+    """Three hidden layers, where tightening the middle layers pays: on 20 random nets at L∞
+    0.05 the program's bound beats CROWN's by more than 1e-3 on 31 of the 40 rival pairs, by
+    2.0 on average (measured), and nothing it certifies has a PGD counterexample."""
+    eps, tighter, gain, pairs = 0.05, 0, 0.0, 0
+    for seed in range(20):
+        network = random_network(seed, inputs=6, widths=(12, 12, 12))
+        x = torch.rand(6, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        label = int(network(x[None]).argmax())
+        rivals = [j for j in range(network.num_classes) if j != label]
+        layers = pre_activation_bounds(network, x[None], eps, "linf", BOX)
+        crown = margin_lower_bounds(network, x[None], torch.tensor([label]), eps, "linf", BOX)[0]
+        program = lp_margin_lower_bounds(
+            network, *input_box(x, eps, BOX), layers[:-1], label, rivals
+        )
+        for j in rivals:
+            pairs += 1
+            tighter += program[j] > float(crown[j]) + 1e-3
+            gain += program[j] - float(crown[j])
+        if all(program[j] > 0 for j in rivals):
+            assert pgd_attack(network, x, label, eps, "linf") is None
+    assert tighter >= pairs // 2, (tighter, pairs)
+    assert gain / pairs > 0.5

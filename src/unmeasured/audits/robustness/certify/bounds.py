@@ -23,8 +23,10 @@ other class ``j``: no input in the set can then change the prediction.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from unmeasured.audits.robustness.certify.network import ReluNetwork
@@ -148,6 +150,88 @@ def margin_lower_bounds(
         radius = _check_eps(eps, flat)
         margin = _crown_lower(network, len(hidden), spec, flat, radius, norm, bounds, hidden)
     return margin.masked_fill(torch.nn.functional.one_hot(labels, classes).bool(), torch.inf)
+
+
+def lp_margin_lower_bounds(
+    network: ReluNetwork,
+    low: torch.Tensor,
+    high: torch.Tensor,
+    hidden: list[Bounds],
+    label: int,
+    rivals: list[int],
+) -> dict[int, float]:
+    """Lower bounds on ``logit_label - logit_j`` for each rival ``j`` over the box ``[low,
+    high]`` of one record, from linear programs of the triangle relaxation (one HiGHS model,
+    grown layer by layer): every unstable ReLU (``l < 0 < u``) becomes a variable ``a`` with
+    ``a ≥ 0``, ``a ≥ z`` and ``a ≤ u(z − l)/(u − l)``; stable ones are exact. Before a layer is
+    relaxed, the program over the layers below tightens the bounds of its unstable neurons
+    (``hidden``: valid bounds to start from, one ``(1, width)`` pair per ReLU layer, e.g.
+    CROWN's), so fewer stay unstable and their triangles shrink. Tighter than CROWN, at the
+    price of two solves per unstable neuron past the first layer and one per rival. Every
+    figure is the solver's optimum less a margin for its tolerances (``-inf`` where it finds
+    none), so the bounds stay valid."""
+    import highspy
+
+    weights = [w.detach().cpu().double().numpy() for w in network.weights]
+    biases = [b.detach().cpu().double().numpy() for b in network.biases]
+    highs = highspy.Highs()
+    highs.setOptionValue("output_flag", False)
+    optimal = highspy.HighsModelStatus.kOptimal
+    upper_x = high.cpu().double().numpy()
+    lower_x = low.cpu().double().numpy()
+    highs.addVars(len(lower_x), lower_x, upper_x)
+    magnitude = [np.maximum(np.abs(lower_x), np.abs(upper_x))]
+
+    def least(cost: np.ndarray, offset: float) -> float:
+        """The minimum of ``cost·v + offset`` over the program, less a margin."""
+        columns = len(cost)
+        highs.changeColsCost(columns, np.arange(columns, dtype=np.int32), cost)
+        highs.run()
+        if highs.getModelStatus() != optimal:
+            return -math.inf
+        value = highs.getInfo().objective_function_value + offset
+        scale = np.abs(cost) @ np.concatenate(magnitude) + abs(offset)
+        return float(value - 1e-6 * (scale + 1.0))
+
+    # the pre-activation of the current layer as expression @ variables + constant
+    expression, constant = weights[0], biases[0]
+    for k, (given_low, given_high) in enumerate(hidden):
+        lo = given_low[0].cpu().double().numpy().copy()
+        hi = given_high[0].cpu().double().numpy().copy()
+        if k > 0:
+            for j in np.flatnonzero((lo < 0) & (hi > 0)):
+                lo[j] = max(float(lo[j]), least(expression[j], constant[j]))
+                hi[j] = min(float(hi[j]), -least(-expression[j], -constant[j]))
+        unstable = np.flatnonzero((lo < 0) & (hi > 0))
+        active = lo >= 0
+        variables, new = expression.shape[1], len(unstable)
+        post = np.zeros((len(lo), variables + new))
+        post[active, :variables] = expression[active]
+        post[unstable, variables + np.arange(new)] = 1.0
+        post_constant = np.where(active, constant, 0.0)
+        if new:
+            highs.addVars(new, np.zeros(new), hi[unstable])
+            magnitude.append(hi[unstable])
+            z = np.hstack([expression[unstable], np.zeros((new, new))])
+            slope = hi[unstable] / (hi[unstable] - lo[unstable])
+            unit = np.hstack([np.zeros((new, variables)), np.eye(new)])
+            block = np.vstack([unit - z, unit - slope[:, None] * z])  # a − z ≥ c, a − s·z ≤ …
+            nonzero = block != 0
+            highs.addRows(
+                2 * new,
+                np.concatenate([constant[unstable], np.full(new, -np.inf)]),
+                np.concatenate([np.full(new, np.inf), slope * (constant[unstable] - lo[unstable])]),
+                int(nonzero.sum()),
+                np.concatenate([[0], np.cumsum(nonzero.sum(axis=1))[:-1]]).astype(np.int32),
+                np.nonzero(nonzero)[1].astype(np.int32),
+                block[nonzero],
+            )
+        expression = weights[k + 1] @ post
+        constant = weights[k + 1] @ post_constant + biases[k + 1]
+    return {
+        rival: least(expression[label] - expression[rival], constant[label] - constant[rival])
+        for rival in rivals
+    }
 
 
 def bound_certify(

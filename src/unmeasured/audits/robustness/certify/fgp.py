@@ -6,17 +6,21 @@ every pre-activation is ``z_i(x) = g_i·x + h_i`` and every logit difference is 
 too. The search starts from the record's own region and visits regions breadth-first, many per
 batched pass:
 
-* a decision boundary (``logit_label = logit_j`` in the region's affine form) that the input set
-  reaches is projected on — with the projection of the norm at hand, inside the input box — and
-  the point is run through the real network. A changed label is a witness: ``not_robust``.
-  Otherwise the boundary leaves the record ``unknown`` (the search goes on, a later region may
-  still give a witness).
+* a decision boundary (``logit_label = logit_j``) that the input set reaches is projected on,
+  with the projection of the norm at hand, inside the input box, and the point is run through
+  the real network. A changed label is a witness: ``not_robust``. Otherwise the paper leaves
+  the record ``unknown``; here the boundary is settled inside the region, where the margin is
+  affine: a rival beats the label in region ∩ box only if the region's sign constraints plus
+  ``margin ≤ 0`` have a solution, which a Farkas certificate or a linear program rules out
+  (the boundary is then harmless) or finds (its point of least margin, run through the
+  network, is the witness). Only a boundary neither settles leaves the record ``unknown``
+  (for L2, where the program sees the box around the ball, a point outside the ball).
 * a neuron boundary ``z_i = 0`` that the input set reaches opens the neighbouring region with
   that neuron flipped; a set of visited patterns keeps each region to one visit.
-* an empty queue with no reachable decision boundary proves ``robust``: any input in the set
-  lies at the end of a segment from the record that crosses regions only through boundaries the
+* an empty queue with no open decision boundary proves ``robust``: any input in the set lies
+  at the end of a segment from the record that crosses regions only through boundaries the
   search found (the set is convex), so a label change on the way would have shown as a
-  reachable decision boundary.
+  reachable decision boundary with a point of the region beyond it.
 
 "Reaches" is decided on the set actually certified, the epsilon ball intersected with the input
 box: for L∞ that set is a box and the test is exact; for L2 a hyperplane counts when it is
@@ -28,15 +32,17 @@ box does not count. The original implementation projected in L2 even for L∞ an
 By default bound propagation (CROWN) prunes the search first: a neuron that is stable over the
 whole input set cannot flip on a segment inside it, and a rival class whose margin CROWN bounds
 above zero cannot be reached, so neither is searched (``prune=None`` runs the search of the
-paper alone). The verdicts stay FGP's; only the work shrinks.
+paper alone). The verdicts stay FGP's; only the work shrinks. When no rival is left there is
+no boundary to look for and the record is robust without a region visited (``regions`` 0).
 
 A search that runs long (more than ``lp_after`` regions) also drops the regions that do not
 meet the input set: flipping one neuron whose hyperplane crosses the set opens a neighbouring
 pattern even where that hyperplane crosses it outside the current region, and such patterns,
 which no input in the set has, spawn patterns of their own. A linear program over the input box
-(HiGHS, `scipy.optimize.linprog`) with the sign constraint of every searchable neuron decides
+(HiGHS through highspy) with the sign constraint of every searchable neuron decides
 whether a pattern's region meets the box (a constraint no point of the box meets rules the
-region out without it, and one every point meets is left out of it); one that does not holds no input of the set, so it can
+region out without it, and one every point meets is left out of it; one HiGHS model per search
+whose rows are swapped, see `_BoxProgram`); one that does not holds no input of the set, so it can
 hold no counterexample and no segment from the record passes through it. For L2 the test is the
 distance from the record to the region's polyhedron first: any multipliers ``λ ≥ 0`` of its
 constraints ``A·x ≤ b`` give the lower bound ``λ·(A·x₀ − b) − |Aᵀλ|²/4`` on the squared
@@ -65,6 +71,7 @@ import torch
 
 from unmeasured.audits.robustness.certify.bounds import (
     input_box,
+    lp_margin_lower_bounds,
     margin_lower_bounds,
     pre_activation_bounds,
 )
@@ -77,6 +84,8 @@ from unmeasured.errors import ConfigError
 OVERSHOOT = 1e-4
 #: entries of the per-batch hyperplane tensors (regions × neurons × inputs) kept in memory at once
 BATCH_ENTRIES = 8_000_000
+#: batched supergradient steps of the region test's Farkas screen before a solver is asked
+FARKAS_ITERATIONS = 30
 #: slack of the region test's constraints, relative to their size: rounding never drops a region
 LP_SLACK = 1e-7
 
@@ -131,15 +140,23 @@ def fgp_certify(
     search = _Search(network, x, eps, norm, bounds, label, max_regions, timeout, batch_size, prune)
     if search.first_witness(search.x[None]) is not None:  # a given label the network disputes
         return search.answer("not_robust", search.x)
+    if not len(search.rivals):  # the bounds rule out every rival: no boundary to search for
+        return search.answer("robust")
     queue = deque([search.start])
     visited = {_key(search.start)}
-    unresolved = False
+    unresolved = tightened = False
     while queue:
         if search.out_of_budget():
             return search.answer("timeout")
         patterns = torch.stack([queue.popleft() for _ in range(min(len(queue), search.batch))])
         hidden, decision = search.hyperplanes(patterns)
         if lp_after is not None and search.regions > lp_after:
+            if not tightened:
+                tightened = True
+                kept = search.tighten_rivals()
+                if not len(search.rivals):
+                    return search.answer("robust")
+                decision = (decision[0][:, kept], decision[1][:, kept])
             meets = search.meets_input_set(patterns, *hidden)
             if not bool(meets.any()):
                 continue
@@ -150,7 +167,12 @@ def fgp_certify(
         witness = search.first_witness(points[torch.isfinite(distance)])
         if witness is not None:
             return search.answer("not_robust", witness)
-        unresolved |= bool(torch.isfinite(distance).any())
+        reached = torch.isfinite(distance).reshape(len(patterns), -1)
+        if reached.any():
+            witness, still_open = search.settle_decisions(patterns, hidden, decision, reached)
+            if witness is not None:
+                return search.answer("not_robust", witness)
+            unresolved |= still_open
         region, neuron = search.neuron_reachable(*hidden).nonzero(as_tuple=True)
         for child in _flipped(patterns, region, neuron):
             key = _key(child)
@@ -198,6 +220,8 @@ def fgp_radius(
     )
     if search.first_witness(search.x[None]) is not None:
         return search.answer("not_robust", search.x, radius=0.0)
+    if not len(search.rivals):  # the bounds rule out every rival within max_radius
+        return search.answer("robust", radius=float(max_radius))
     order = itertools.count()
     # entries: (distance, tie-breaker, pattern or None, candidate point or None)
     heap: list[tuple[float, int, torch.Tensor | None, torch.Tensor | None]] = [
@@ -216,8 +240,10 @@ def fgp_radius(
         batch = [pattern]
         while heap and heap[0][2] is not None and len(batch) < search.batch:
             batch.append(heapq.heappop(heap)[2])
-        fresh = []
+        fresh: list[torch.Tensor] = []
         for member in batch:
+            if member is None:  # only patterns come off the heap here
+                continue
             key = _key(member)
             if key not in done:
                 done.add(key)
@@ -287,6 +313,8 @@ class _Search:
         self.batch = max(1, min(batch_size, BATCH_ENTRIES // (width * network.in_features)))
         self.max_regions, self.timeout = max_regions, timeout
         self.regions = 0
+        self.program: _BoxProgram | None = None  # built by the first region test
+        self.layers: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         others = torch.arange(network.num_classes, device=self.x.device)
         self.others = others[others != self.label]
         self.rivals = self.others
@@ -300,6 +328,7 @@ class _Search:
             layers = pre_activation_bounds(
                 network, self.x[None], self.radius, norm, bounds, method=prune
             )
+            self.layers = layers
             if len(layers) > 1:
                 self.flippable = torch.cat([(lo[0] < 0) & (hi[0] > 0) for lo, hi in layers[:-1]])
             label_t = torch.tensor([self.label], device=self.x.device)
@@ -307,6 +336,21 @@ class _Search:
                 network, self.x[None], label_t, self.radius, norm, bounds, method=prune
             )[0]
             self.rivals = self.others[margin[self.others] <= 0]
+
+    def tighten_rivals(self) -> torch.Tensor:
+        """Drop the rivals the linear program of the triangle relaxation rules out over the box
+        around the input set (`lp_margin_lower_bounds`; tighter than CROWN and dearer, so it
+        waits for a search that runs long). Needs the bounds of ``prune``. Returns which of the
+        rivals so far are kept, bool."""
+        kept = torch.ones(len(self.rivals), dtype=torch.bool, device=self.x.device)
+        if self.layers is None or not len(self.rivals):
+            return kept
+        margins = lp_margin_lower_bounds(
+            self.network, self.low, self.high, self.layers[:-1], self.label, self.rivals.tolist()
+        )
+        kept = torch.tensor([margins[int(j)] <= 0 for j in self.rivals], device=self.x.device)
+        self.rivals = self.rivals[kept]
+        return kept
 
     def out_of_budget(self) -> bool:
         spent = time.perf_counter() - self.started
@@ -379,12 +423,82 @@ class _Search:
         """Which regions of ``patterns`` may meet the input set, bool ``(R,)``: False only where
         it is proven that no point of the set satisfies the sign constraints of the region's
         searchable neurons: a constraint the box cannot satisfy, for L2 a dual bound on the
-        distance to the region above ε, or a linear program over the box on the constraints
-        the whole box does not already satisfy (an unsolved one keeps the region)."""
-        from scipy.optimize import linprog
+        distance to the region above ε, or a Farkas certificate or a linear program over the
+        box on the constraints the whole box does not already satisfy (an unsolved one keeps
+        the region)."""
+        meets, systems = self.region_systems(patterns, gradient, offset)
+        questions = [(r, *system) for r, system in enumerate(systems) if system is not None]
+        if questions:
+            box = self.box()
+            empty, settled = _farkas_screen([(a, b) for _, a, b in questions], box)
+            for (r, a, b), no, known in zip(questions, empty, settled, strict=True):
+                if no:
+                    meets[r] = False
+                elif not known:
+                    meets[r] = not self.solver().infeasible(a, b)
+        return meets.to(patterns.device)
 
+    def settle_decisions(
+        self,
+        patterns: torch.Tensor,
+        hidden: tuple[torch.Tensor, torch.Tensor],
+        decision: tuple[torch.Tensor, torch.Tensor],
+        reached: torch.Tensor,
+    ) -> tuple[torch.Tensor | None, bool]:
+        """Decide the decision boundaries a region reaches but whose projection kept the label
+        (bool ``reached`` ``(R, rivals)``): inside the region the margin is affine, so a rival
+        beats the label somewhere in region ∩ box only if the system of the region's
+        constraints plus ``margin ≤ 0`` has a solution. A Farkas certificate (or HiGHS) that it
+        has none settles the boundary; otherwise the solver's point of least margin is run
+        through the network and is a witness when the label changes. Returns the first
+        witness (or None) and whether a boundary stayed open. For L2 the box encloses the
+        ball, so "none" is proof, and a point outside the ball is no witness."""
+        meets, systems = self.region_systems(patterns, *hidden)
+        box = self.box()
+        questions = []
+        for r, j in reached.nonzero().tolist():
+            if not meets[r]:  # no point of the input set lies in the region
+                continue
+            g, h = decision[0][r, j].cpu().numpy(), float(decision[1][r, j])
+            slack = LP_SLACK * (abs(h) + np.abs(g) @ np.abs(box).max(axis=1) + 1.0)
+            a, b = systems[r] or (np.zeros((0, len(g))), np.zeros(0))
+            # the rival at least level with the label: g·x + h ≤ 0
+            questions.append((np.vstack([a, g[None]]), np.append(b, -h + slack)))
+        if not questions:
+            return None, False
+        empty, _ = _farkas_screen(questions, box)
+        open_ = False
+        for (a, b), no in zip(questions, empty, strict=True):
+            if no:
+                continue
+            point = self.solver().minimise(a, b, a[-1])
+            if point is None:
+                continue
+            point = np.clip(point, box[:, 0], box[:, 1])  # the solver's bounds hold to 1e-7
+            witness = self.first_witness(torch.from_numpy(point).to(self.x)[None])
+            if witness is not None:
+                return witness, open_
+            open_ = True
+        return None, open_
+
+    def box(self) -> np.ndarray:
+        """The box around the input set, ``(d, 2)`` low and high."""
+        return np.stack([self.low.cpu().numpy(), self.high.cpu().numpy()], axis=1)
+
+    def solver(self) -> _BoxProgram:
+        if self.program is None:
+            self.program = _BoxProgram(self.box())
+        return self.program
+
+    def region_systems(
+        self, patterns: torch.Tensor, gradient: torch.Tensor, offset: torch.Tensor
+    ) -> tuple[torch.Tensor, list[tuple[np.ndarray, np.ndarray] | None]]:
+        """For each region: whether it may still meet the input set after the cheap tests, and
+        its sign constraints ``a·x ≤ b`` (loosened by `LP_SLACK`) on the searchable neurons that
+        the whole box does not already satisfy, or None where none is left or the region is
+        ruled out."""
         keep = self.flippable
-        box = np.stack([self.low.cpu().numpy(), self.high.cpu().numpy()], axis=1)
+        box = self.box()
         x0 = self.x.cpu().numpy()
         meets = torch.ones(len(patterns), dtype=torch.bool)
         # over the box each pre-activation ranges over [least, most]: a neuron the region
@@ -398,8 +512,10 @@ class _Search:
         impossible = torch.where(active, mid + spread < -tolerance, mid - spread > tolerance)
         needed = torch.where(active, mid - spread < tolerance, mid + spread > -tolerance)
         meets &= ~impossible.any(dim=1).cpu()
+        systems: list[tuple[np.ndarray, np.ndarray] | None] = []
         for r in range(len(patterns)):
             if not meets[r]:
+                systems.append(None)
                 continue
             g = gradient[r][keep].cpu().numpy()
             h = offset[r][keep].cpu().numpy()
@@ -409,15 +525,11 @@ class _Search:
             a, b = sign[:, None] * g, -sign * h + slack
             if self.norm == "l2" and _beyond_l2(a, b, x0, self.radius):
                 meets[r] = False
+                systems.append(None)
                 continue
             row = needed[r].cpu().numpy()
-            if not row.any():  # every constraint holds on the whole box
-                continue
-            result = linprog(
-                np.zeros(g.shape[1]), A_ub=a[row], b_ub=b[row], bounds=box, method="highs"
-            )
-            meets[r] = result.status != 2  # 2: proven infeasible
-        return meets.to(patterns.device)
+            systems.append((a[row], b[row]) if row.any() else None)
+        return meets, systems
 
     def neuron_reachable(self, gradient: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
         """Which neuron boundaries meet the input set and may flip there; bool ``(R, m)``."""
@@ -526,6 +638,113 @@ def _nearest_points(
     length = lp_norm(direction * move(lo), norm).where(reach, torch.inf)
     pushed = direction * move(torch.minimum(hi * (1 + OVERSHOOT), top))
     return pushed, length
+
+
+class _BoxProgram:
+    """Feasibility of ``{x in box : A·x ≤ b}`` for many ``A, b`` over one box: one HiGHS model
+    (highspy) whose columns are the box and whose rows are replaced for each question, so the
+    dual simplex starts from the previous region's basis (neighbouring regions share most of
+    their constraints) and nothing is rebuilt or presolved; about a tenth of the cost of a
+    fresh `scipy.optimize.linprog` call per region."""
+
+    def __init__(self, box: np.ndarray) -> None:
+        import highspy
+
+        self._highs = highspy.Highs()
+        self._highs.setOptionValue("output_flag", False)
+        self._highs.setOptionValue("presolve", "off")
+        self._infeasible = highspy.HighsModelStatus.kInfeasible
+        self._optimal = highspy.HighsModelStatus.kOptimal
+        self._highs.addVars(len(box), box[:, 0], box[:, 1])
+        self._rows = 0
+
+    def infeasible(self, a: np.ndarray, b: np.ndarray) -> bool:
+        """True only where HiGHS proves that no point of the box satisfies ``a·x ≤ b``."""
+        highs, (m, n) = self._highs, a.shape
+        if self._rows:
+            highs.deleteRows(self._rows, np.arange(self._rows, dtype=np.int32))
+        highs.addRows(
+            m,
+            np.full(m, -np.inf),
+            b.astype(np.float64),
+            m * n,
+            np.arange(0, m * n, n, dtype=np.int32),
+            np.tile(np.arange(n, dtype=np.int32), m),
+            np.ascontiguousarray(a, dtype=np.float64).ravel(),
+        )
+        self._rows = m
+        highs.run()
+        return highs.getModelStatus() == self._infeasible
+
+    def minimise(self, a: np.ndarray, b: np.ndarray, cost: np.ndarray) -> np.ndarray | None:
+        """A point of the box with ``a·x ≤ b`` where ``cost·x`` is least, or None where HiGHS
+        finds no such point (or no optimum)."""
+        n = len(cost)
+        index = np.arange(n, dtype=np.int32)
+        self._highs.changeColsCost(n, index, np.asarray(cost, dtype=np.float64))
+        try:
+            self.infeasible(a, b)
+            if self._highs.getModelStatus() != self._optimal:
+                return None
+            return np.asarray(self._highs.getSolution().col_value, dtype=np.float64)
+        finally:
+            self._highs.changeColsCost(n, index, np.zeros(n))
+
+
+def _farkas_screen(
+    questions: list[tuple[np.ndarray, np.ndarray]],
+    box: np.ndarray,
+    iterations: int = FARKAS_ITERATIONS,
+    step: float = 10.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """For many systems ``a·x ≤ b`` over one box at once: which are proven empty, and which
+    have a corner of the box that satisfies them (bool arrays); the rest need a solver.
+
+    Any ``λ ≥ 0`` with ``min over the box of λᵀa·x > λ·b`` proves a system empty (Farkas); the
+    minimum sits at the corner ``x*`` taking the low end where ``(aᵀλ)_i > 0``, and ``a·x* − b``
+    is a supergradient of that gap, so projected supergradient ascent on the simplex of
+    multipliers finds a proof for most empty systems in a few batched steps, and stops early
+    on a corner that meets every constraint. The steps run in float32, the proof is evaluated
+    in float64 at the best multipliers, with a margin for rounding; a "satisfied" corner only
+    skips the solver for a region that is then kept, which never weakens a verdict.
+    """
+    rows = max(len(b) for _, b in questions)
+    n = box.shape[0]
+    a_all = np.zeros((len(questions), rows, n))
+    b_all = np.ones((len(questions), rows))  # padding rows: 0 ≤ 1
+    for k, (a, b) in enumerate(questions):
+        scale = np.maximum(np.abs(a).sum(axis=1), 1e-300)  # a positive scale keeps the row
+        a_all[k, : len(b)], b_all[k, : len(b)] = a / scale[:, None], b / scale
+    exact_a, exact_b = torch.from_numpy(a_all), torch.from_numpy(b_all)
+    low64, high64 = torch.from_numpy(box[:, 0].copy()), torch.from_numpy(box[:, 1].copy())
+    a32, b32, low, high = exact_a.float(), exact_b.float(), low64.float(), high64.float()
+    lam = torch.full((len(questions), rows), 1.0 / rows)
+    best = lam.clone()
+    best_gap = torch.full((len(questions),), -math.inf)
+    corner = torch.zeros(len(questions), dtype=torch.bool)
+    open_ = torch.arange(len(questions))
+    for it in range(iterations):
+        rows_a, rows_b, m = a32[open_], b32[open_], lam[open_]
+        x = torch.where(torch.bmm(m[:, None], rows_a)[:, 0] > 0, low, high)
+        slope = torch.bmm(rows_a, x[:, :, None])[..., 0] - rows_b
+        gap = (m * slope).sum(dim=1)
+        better = gap > best_gap[open_]
+        best[open_[better]] = m[better]
+        best_gap[open_] = torch.maximum(best_gap[open_], gap)
+        satisfied = (slope <= 0).all(dim=1)
+        corner[open_[satisfied]] = True
+        m = (m + step / math.sqrt(it + 1) * slope).clamp_min(0)
+        lam[open_] = m / m.sum(dim=1, keepdim=True).clamp_min(1e-30)
+        open_ = open_[~satisfied & (gap <= 0)]
+        if not len(open_):
+            break
+    multipliers = best.double()
+    combined = torch.bmm(multipliers[:, None], exact_a)[:, 0]
+    least = torch.where(combined > 0, combined * low64, combined * high64)
+    gap = least.sum(dim=1) - (multipliers * exact_b).sum(dim=1)
+    rounding = 1e-9 * (least.abs().sum(dim=1) + (multipliers * exact_b).abs().sum(dim=1)) + 1e-12
+    empty = (gap > rounding).numpy()
+    return empty, corner.numpy() & ~empty
 
 
 def _beyond_l2(a: np.ndarray, b: np.ndarray, x0: np.ndarray, radius: float) -> bool:

@@ -20,6 +20,7 @@ machine only ever slows a run down), all rounds and the load averages are kept i
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -35,7 +36,7 @@ from unmeasured.data import load_builtin
 from unmeasured.training import CNNRecipe, MLPRecipe, TorchRecipe, TrainingReport, train_ensemble
 from unmeasured.training.recipes import steps_per_epoch
 
-BACKENDS = ("sequential", "vmap", "auto")
+BACKENDS = ("sequential", "vmap", "process", "auto")
 GEMM_SIZE = 2048
 
 
@@ -74,6 +75,36 @@ def flops_per_record(recipe: TorchRecipe, input_shape: tuple[int, ...]) -> int:
         h.remove()
     forward = sum(per_layer)
     return 3 * forward - per_layer[0]
+
+
+def bare_loop_seconds(recipe: MLPRecipe, k: int, steps: int, x: np.ndarray) -> float:
+    """The floor for stacking an MLP here: ``steps`` optimiser steps of K 784-256-10 models as
+    one bare loop (stacked weights, ``torch.baddbmm``, autograd, the recipe's fused optimiser,
+    a batch gathered per model and step), no trainer around it; seconds."""
+    generator = torch.Generator().manual_seed(0)
+    sizes = (x.shape[1], *recipe.hidden, 10)
+    params = []
+    for fan_in, fan_out in itertools.pairwise(sizes):
+        params.append(torch.randn(k, fan_in, fan_out, generator=generator) / fan_in**0.5)
+        params.append(torch.zeros(k, 1, fan_out))
+    for p in params:
+        p.requires_grad_(True)
+    optimizer = recipe.make_optimizer(params)
+    data = torch.from_numpy(x)
+    labels = torch.randint(0, 10, (len(x),), generator=generator)
+    batches = torch.randint(0, len(x), (steps, k * recipe.batch_size), generator=generator)
+    start = time.perf_counter()
+    for index in batches:
+        h = torch.index_select(data, 0, index).view(k, recipe.batch_size, -1)
+        for layer in range(len(sizes) - 1):
+            h = torch.baddbmm(
+                params[2 * layer + 1], torch.relu(h) if layer else h, params[2 * layer]
+            )
+        loss = torch.nn.functional.cross_entropy(h.reshape(-1, 10), labels[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return time.perf_counter() - start
 
 
 def run_row(
@@ -125,10 +156,20 @@ def run_row(
             "backend_used": reports[backend].backend,
             "chunk_size": reports[backend].chunk_size,
         }
+    if isinstance(recipe, MLPRecipe):
+        per_model = steps // k
+        bare = min(bare_loop_seconds(recipe, k, per_model, x) for _ in range(repeats))
+        row["bare_stacked_loop"] = {
+            "what": "K models in one bare baddbmm loop, same steps, no trainer, no query pass",
+            "seconds_best": round(bare, 3),
+            "gflops": round(train_flops / bare / 1e9, 1),
+            "fraction_of_peak": round(train_flops / bare / 1e9 / peak, 3),
+        }
     row["gemm_peak_gflops_after"] = round(gemm_peak_gflops(), 1)
     row["load_average_after"] = load_average()
-    s, v, a = (row[b]["seconds_best"] for b in BACKENDS)
+    s, v, p, a = (row[b]["seconds_best"] for b in BACKENDS)
     row["vmap_vs_sequential"] = round(s / v, 2)
+    row["process_vs_sequential"] = round(s / p, 2)
     row["auto_vs_sequential"] = round(s / a, 2)
     print(
         f"{name} {recipe.optimizer} batch {recipe.batch_size} K={k}: peak {peak:.0f} GFLOP/s; "

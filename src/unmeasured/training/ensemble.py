@@ -12,7 +12,9 @@ Backends:
   the network, else ``torch.func`` after a dry run, else sequential training, and says why in
   the `TrainingReport`.
 * ``"sequential"``: a plain loop over `Recipe.fit` (the baseline).
-* ``"process"``: models trained in a local pool of spawned processes, one thread each.
+* ``"process"``: models trained in a local pool of processes, one thread each: forked on Linux
+  (the parent's torch and recipe come along, a pool is ready in a fraction of a second),
+  spawned elsewhere (where forking a process with threads is unsafe).
 * ``"ray"``: models trained as Ray tasks on a local runtime or an existing cluster
   (``ray_address``); needs ``pip install 'unmeasured[ray]'``.
 
@@ -86,9 +88,12 @@ PROBE_MODELS = 8
 #: run of large models trains sequentially rather than pay for a probe it cannot win back; a
 #: probe that finds stacking slower then costs at most this)
 PROBE_BUDGET = 0.05
-#: seconds to start one spawned worker (importing torch and this package; measured 2-3 s on a
-#: 2-core CPU), paid once per pool
-PROCESS_START_SECONDS = 3.0
+#: seconds until a pool's workers are ready, paid once per pool: a spawned worker imports torch
+#: and this package (measured 2-3 s on a 2-core CPU); a forked one has them already
+PROCESS_START_SECONDS = {"fork": 0.3, "spawn": 3.0}
+#: how much faster than training one model at a time a probed backend must look before `auto`
+#: takes it: two-step probes of a loaded machine are noisy, and the loop is the safe choice
+AUTO_MARGIN = 0.1
 #: seconds between progress updates (a step of a small model takes well under a millisecond)
 _PROGRESS_INTERVAL = 0.1
 
@@ -506,35 +511,42 @@ def _plan(
     sequential_seconds = alone.seconds(model_steps, len(todo))
     probed = min(PROBE_MODELS, len(chunks[0]))
     stacked_probe_seconds = probed * (PROBE_STEPS + 1) * alone.step
-    if stacked_probe_seconds > PROBE_BUDGET * sequential_seconds:
-        report.probe = {"sequential": alone.step}
+    candidates: dict[str, Callable[[], _Probe | None]] = {}
+    over_budget = stacked_probe_seconds > PROBE_BUDGET * sequential_seconds
+    if over_budget:
         report.notes.append(
             f"auto: a probe of stacking (~{stacked_probe_seconds:.2g} s) would cost more than "
             f"{PROBE_BUDGET:.0%} of training one model at a time (~{sequential_seconds:.2g} s); "
-            "chose sequential"
+            "not stacking"
         )
-        return _Plan("sequential", workers=cores, probe=alone)
-    candidates = {"vmap": probe_stacked}
+    else:
+        candidates["vmap"] = probe_stacked
     if cores > 1 and recipe.device_type() == "cpu":
-        candidates["process"] = probe_process
+        candidates["process"] = probe_process  # as cheap as the probe of one model alone
     measured = {name: probe() for name, probe in candidates.items()}
     timed = {"sequential": alone} | {n: p for n, p in measured.items() if p is not None}
     report.probe = {name: p.step for name, p in timed.items()}
+    start_seconds = PROCESS_START_SECONDS[_start_method()]
 
     def total(name: str) -> float:
-        start = PROCESS_START_SECONDS if name == "process" else 0.0
+        start = start_seconds if name == "process" else 0.0
         return timed[name].seconds(model_steps, len(todo)) + start
 
     best = min(timed, key=total)
+    why = ""
+    if best != "sequential" and total(best) > (1 - AUTO_MARGIN) * total("sequential"):
+        why = f" ({best} less than {AUTO_MARGIN:.0%} ahead, within the probes' noise)"
+        best = "sequential"
     figures = ", ".join(f"{name} {1e3 * p.step:.3g} ms" for name, p in timed.items())
     process_note = (
         f" (process: {pool_workers} workers, predicted from a one-thread probe, "
-        f"+{PROCESS_START_SECONDS:.0f} s to start)"
+        f"+{start_seconds:.2g} s to start)"
         if "process" in timed
         else ""
     )
     report.notes.append(
-        f"auto: probe of {PROBE_STEPS} steps, per model-step {figures}{process_note}; chose {best}"
+        f"auto: probe of {PROBE_STEPS} steps, per model-step {figures}{process_note}; "
+        f"chose {best}{why}"
     )
     if best == "vmap":
         stacked.probe = timed[best]
@@ -589,7 +601,7 @@ def _estimate(
     seconds = None
     if plan.probe is not None and isinstance(recipe, TorchRecipe):
         seconds = plan.probe.seconds(_model_steps(recipe, masks, todo), len(todo))
-        seconds += PROCESS_START_SECONDS if plan.backend == "process" else 0.0
+        seconds += PROCESS_START_SECONDS[_start_method()] if plan.backend == "process" else 0.0
     estimate = TrainingEstimate(
         models=len(todo),
         model_epochs=len(todo) * _epochs(recipe),
@@ -718,6 +730,14 @@ def _unstackable_layer(module: nn.Module) -> str | None:
 _WORKER_JOB: _Job | None = None
 
 
+def _start_method() -> str:
+    """``"fork"`` on Linux (workers inherit torch and the recipe: no import, no pickling of the
+    data; torch re-creates its thread pools in a forked child), ``"spawn"`` elsewhere."""
+    import sys
+
+    return "fork" if sys.platform.startswith("linux") else "spawn"
+
+
 def _init_worker(job: _Job) -> None:
     """Runs once in each worker process: one thread (the pool supplies the parallelism), and
     Ctrl-C left to the parent, which stops the pool."""
@@ -796,7 +816,7 @@ def _process_pool(
     import queue
 
     arrived: queue.SimpleQueue = queue.SimpleQueue()
-    pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(job,))
+    pool = mp.get_context(_start_method()).Pool(workers, initializer=_init_worker, initargs=(job,))
     try:
         for k in todo:
             pool.apply_async(

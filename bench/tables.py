@@ -78,24 +78,38 @@ def training_peak(name: str = "training_peak_cpu") -> None:
         f"{d['threads']} torch thread(s) for every backend and the GEMM peak. "
         f"Best of {d['repeats']} alternating repeats.\n"
     )
+    has_process = "process" in d["rows"][0]
     print(
         "| model | optimizer | batch | K | GEMM peak GFLOP/s | sequential models/s (GFLOP/s, "
-        "% of peak) | vmap models/s (GFLOP/s, % of peak) | auto models/s (chose) | "
-        "vmap / sequential | auto / sequential | load before / after |"
+        "% of peak) | vmap models/s (GFLOP/s, % of peak) | "
+        + ("process models/s (GFLOP/s, % of peak) | " if has_process else "")
+        + "auto models/s (chose) | vmap / sequential | "
+        + ("process / sequential | " if has_process else "")
+        + "auto / sequential | bare stacked loop (% of peak) | load before / after |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- " * (13 if has_process else 11) + "|")
     for r in d["rows"]:
         optimizer = r["recipe"].split("optimizer='")[1].split("'")[0]
         batch = r["recipe"].split("batch_size=")[1].split(",")[0]
         s, v, a = r["sequential"], r["vmap"], r["auto"]
         chose = "/".join(sorted(set(r["auto_choices"])))
+        process = ""
+        if has_process:
+            p = r["process"]
+            process = (
+                f"{p['models_per_second']:.2f} ({p['gflops']:.0f}, {p['fraction_of_peak']:.0%}) | "
+            )
+        bare = r.get("bare_stacked_loop")
         print(
             f"| {r['model']} | {optimizer} | {batch} | {r['k']} | {r['gemm_peak_gflops']:.0f} | "
             f"{s['models_per_second']:.2f} ({s['gflops']:.0f}, {s['fraction_of_peak']:.0%}) | "
             f"{v['models_per_second']:.2f} ({v['gflops']:.0f}, {v['fraction_of_peak']:.0%}) | "
-            f"{a['models_per_second']:.2f} ({chose}) | {r['vmap_vs_sequential']:.2f}x | "
-            f"{r['auto_vs_sequential']:.2f}x | {r['load_average_before'][0]:.1f} / "
-            f"{r['load_average_after'][0]:.1f} |"
+            + process
+            + f"{a['models_per_second']:.2f} ({chose}) | {r['vmap_vs_sequential']:.2f}x | "
+            + (f"{r['process_vs_sequential']:.2f}x | " if has_process else "")
+            + f"{r['auto_vs_sequential']:.2f}x | "
+            + (f"{bare['fraction_of_peak']:.0%} | " if bare else "– | ")
+            + f"{r['load_average_before'][0]:.1f} / {r['load_average_after'][0]:.1f} |"
         )
     goals = training_goals(d["rows"])
     print()
@@ -138,6 +152,42 @@ def training_goals(rows: list[dict]) -> list[str]:
     return lines
 
 
+def certify(name: str = "certify_fmnist_mlp") -> None:
+    """The FGP-against-exact table of one run of ``bench_certify.py``."""
+    path = RESULTS / f"{name}.json"
+    if not path.exists():
+        return
+    d = json.loads(path.read_text())
+    p = d["parameters"]
+    mode = "pure (no pruning, no screening)" if p.get("pure") else "both sides use CROWN"
+    print(
+        f"\n{_machine(d)}\n\n{mode}; FGP {p['fgp_timeout']:g} s and {p['fgp_max_regions']:,} "
+        f"regions, the exact checker {p['exact_timeout']:g} s; one torch thread.\n"
+    )
+    print(
+        "| network | norm, ε | points | FGP median s | FGP decided | exact median s | exact "
+        "decided | speedup at median | hard points: n, FGP / exact median s, speedup, FGP "
+        "decided | disagreements | certified IBP / CROWN / Lipschitz |"
+    )
+    print("| --- " * 11 + "|")
+    for r in d["settings"]:
+        f, e, h = r["fgp"], r["exact"], r.get("hard_points")
+        hard = "–"
+        if h and h["count"]:
+            hard = (
+                f"{h['count']}, {h['fgp_median_s']:.3g} / {h['exact_median_s']:.3g}, "
+                f"{h['speedup_at_median']:g}x, {h['fgp_decided']:.0%}"
+            )
+        c = r["certified_fraction"]
+        print(
+            f"| {r['network']} | {r['norm'].replace('linf', 'L∞').replace('l2', 'L2')} "
+            f"{r['eps']:g} | {r['points']} | {f['median_s']:.3g} | {f['decided']:.0%} | "
+            f"{e['median_s']:.3g} | {e['decided']:.0%} | {r['speedup_at_median']:g}x | {hard} | "
+            f"{r['disagreements']} / {r['both_decided']} | {c['ibp']:.0%} / {c['crown']:.0%} / "
+            f"{c['lipschitz']:.0%} |"
+        )
+
+
 def power() -> None:
     d = json.loads((RESULTS / "membership_power_fmnist.json").read_text())
     s = d["settings"]
@@ -168,5 +218,8 @@ if __name__ == "__main__":
     profile()
     training_peak()
     training_peak("training_peak_cpu_2threads")
+    training_peak("training_peak_cpu_2threads_fork")
+    for run in ("certify_fmnist_mlp", "certify_fmnist_cnn", "certify_fmnist_pure_v2"):
+        certify(run)
     if (RESULTS / "membership_power_fmnist.json").exists():
         power()

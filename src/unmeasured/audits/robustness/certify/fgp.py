@@ -677,8 +677,8 @@ class _BoxProgram:
     """Feasibility of ``{x in box : A·x ≤ b}`` for many ``A, b`` over one box: one HiGHS model
     (highspy) whose columns are the box and whose rows are replaced for each question, so the
     dual simplex starts from the previous region's basis (neighbouring regions share most of
-    their constraints) and nothing is rebuilt or presolved; about a tenth of the cost of a
-    fresh `scipy.optimize.linprog` call per region."""
+    their constraints) and nothing is rebuilt or presolved (measured on a Fashion-MNIST MLP:
+    5 ms a region test against 13 ms for a fresh `scipy.optimize.linprog` call)."""
 
     def __init__(self, box: np.ndarray) -> None:
         import highspy

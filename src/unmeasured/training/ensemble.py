@@ -29,8 +29,9 @@ floating-point rounding.
 
 ``backend="auto"`` does not assume that stacking wins: it times a few steps of each candidate
 (stacked, one model at a time, and a process pool predicted from a one-thread probe) on the
-run's own recipe and data, picks the fastest and writes the figures into
-`TrainingReport.notes` (on a 2-core CPU stacking wins for MLPs and loses for small CNNs).
+run's own recipe and data, picks the fastest when it is more than `AUTO_MARGIN` ahead of the
+loop (else the loop) and writes the figures into `TrainingReport.notes` (on a 2-core CPU
+stacking wins for MLPs; for small CNNs the backends are within about 10% of each other).
 
 Before training, one line estimates the time (from the probe) and the memory, with a warning
 when the memory exceeds what the machine has free or a budget. Progress counts model-epochs and

@@ -157,19 +157,24 @@ def fgp_certify(
                 if not len(search.rivals):
                     return search.answer("robust")
                 decision = (decision[0][:, kept], decision[1][:, kept])
-            meets = search.meets_input_set(patterns, *hidden)
+            meets, systems = search.meets_input_set(patterns, *hidden)
             if not bool(meets.any()):
                 continue
             patterns = patterns[meets]
             hidden = (hidden[0][meets], hidden[1][meets])
             decision = (decision[0][meets], decision[1][meets])
+            systems = [system for system, kept in zip(systems, meets.tolist(), strict=True) if kept]
+        else:
+            systems = None
         distance, points = search.decision_points(*decision, search.radius)
         witness = search.first_witness(points[torch.isfinite(distance)])
         if witness is not None:
             return search.answer("not_robust", witness)
         reached = torch.isfinite(distance).reshape(len(patterns), -1)
         if reached.any():
-            witness, still_open = search.settle_decisions(patterns, hidden, decision, reached)
+            witness, still_open = search.settle_decisions(
+                patterns, hidden, decision, reached, systems
+            )
             if witness is not None:
                 return search.answer("not_robust", witness)
             unresolved |= still_open
@@ -305,6 +310,8 @@ class _Search:
         if bounds is not None and not inside(self.x[None], self.x[None], 0.0, norm, bounds)[0]:
             raise ConfigError(f"x: the record lies outside the input box {tuple(bounds)}")
         self.low, self.high = input_box(self.x, self.radius, bounds)
+        #: the box around the input set as ``(d, 2)`` low and high, for the linear programs
+        self.box = np.stack([self.low.cpu().numpy(), self.high.cpu().numpy()], axis=1)
         self.start = network.activation_pattern(self.x[None])[0]
         self.label = int(network(self.x[None])[0].argmax()) if label is None else int(label)
         if not 0 <= self.label < network.num_classes:
@@ -453,24 +460,23 @@ class _Search:
 
     def meets_input_set(
         self, patterns: torch.Tensor, gradient: torch.Tensor, offset: torch.Tensor
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, list[tuple[np.ndarray, np.ndarray] | None]]:
         """Which regions of ``patterns`` may meet the input set, bool ``(R,)``: False only where
         it is proven that no point of the set satisfies the sign constraints of the region's
         searchable neurons: a constraint the box cannot satisfy, for L2 a dual bound on the
         distance to the region above ε, or a Farkas certificate or a linear program over the
         box on the constraints the whole box does not already satisfy (an unsolved one keeps
-        the region)."""
+        the region). Also the regions' systems (`region_systems`), for `settle_decisions`."""
         meets, systems = self.region_systems(patterns, gradient, offset)
         questions = [(r, *system) for r, system in enumerate(systems) if system is not None]
         if questions:
-            box = self.box()
-            empty, settled = _farkas_screen([(a, b) for _, a, b in questions], box)
+            empty, settled = _farkas_screen([(a, b) for _, a, b in questions], self.box)
             for (r, a, b), no, known in zip(questions, empty, settled, strict=True):
                 if no:
                     meets[r] = False
                 elif not known:
                     meets[r] = not self.solver().infeasible(a, b)
-        return meets.to(patterns.device)
+        return meets.to(patterns.device), systems
 
     def settle_decisions(
         self,
@@ -478,6 +484,7 @@ class _Search:
         hidden: tuple[torch.Tensor, torch.Tensor],
         decision: tuple[torch.Tensor, torch.Tensor],
         reached: torch.Tensor,
+        systems: list[tuple[np.ndarray, np.ndarray] | None] | None = None,
     ) -> tuple[torch.Tensor | None, bool]:
         """Decide the decision boundaries a region reaches but whose projection kept the label
         (bool ``reached`` ``(R, rivals)``): inside the region the margin is affine, so a rival
@@ -486,15 +493,25 @@ class _Search:
         has none settles the boundary; otherwise the solver's point of least margin is run
         through the network and is a witness when the label changes. Returns the first
         witness (or None) and whether a boundary stayed open. For L2 the box encloses the
-        ball, so "none" is proof, and a point outside the ball is no witness."""
-        meets, systems = self.region_systems(patterns, *hidden)
-        box = self.box()
+        ball, so "none" is proof, and a point outside the ball is no witness. ``systems``: the
+        regions' systems where `meets_input_set` already built them (its regions all meet the
+        set), else they are built here for the regions that reach a boundary."""
+        box = self.box
+        rows = reached.any(dim=1).nonzero().flatten()
+        meets = torch.ones(len(patterns), dtype=torch.bool)
+        if systems is None:
+            systems = [None] * len(patterns)
+            some_meet, some = self.region_systems(patterns[rows], hidden[0][rows], hidden[1][rows])
+            for r, met, system in zip(rows.tolist(), some_meet.tolist(), some, strict=True):
+                meets[r], systems[r] = met, system
+        gradients, offsets = decision[0].cpu().numpy(), decision[1].cpu().numpy()
+        magnitude = np.abs(box).max(axis=1)
         questions = []
         for r, j in reached.nonzero().tolist():
             if not meets[r]:  # no point of the input set lies in the region
                 continue
-            g, h = decision[0][r, j].cpu().numpy(), float(decision[1][r, j])
-            slack = LP_SLACK * (abs(h) + np.abs(g) @ np.abs(box).max(axis=1) + 1.0)
+            g, h = gradients[r, j], float(offsets[r, j])
+            slack = LP_SLACK * (abs(h) + np.abs(g) @ magnitude + 1.0)
             a, b = systems[r] or (np.zeros((0, len(g))), np.zeros(0))
             # the rival at least level with the label: g·x + h ≤ 0
             questions.append((np.vstack([a, g[None]]), np.append(b, -h + slack)))
@@ -515,13 +532,9 @@ class _Search:
             open_ = True
         return None, open_
 
-    def box(self) -> np.ndarray:
-        """The box around the input set, ``(d, 2)`` low and high."""
-        return np.stack([self.low.cpu().numpy(), self.high.cpu().numpy()], axis=1)
-
     def solver(self) -> _BoxProgram:
         if self.program is None:
-            self.program = _BoxProgram(self.box())
+            self.program = _BoxProgram(self.box)
         return self.program
 
     def region_systems(
@@ -531,9 +544,8 @@ class _Search:
         its sign constraints ``a·x ≤ b`` (loosened by `LP_SLACK`) on the searchable neurons that
         the whole box does not already satisfy, or None where none is left or the region is
         ruled out. ``gradient`` and ``offset`` are the searched neurons' (`hyperplanes`)."""
-        box = self.box()
+        box = self.box
         x0 = self.x.cpu().numpy()
-        meets = torch.ones(len(patterns), dtype=torch.bool)
         # over the box each pre-activation ranges over [least, most]: a neuron the region
         # wants on the side the box never reaches rules the region out at once, and one the
         # whole box satisfies adds nothing to the program
@@ -544,23 +556,25 @@ class _Search:
         tolerance = 1e-9 * (mid.abs() + spread + 1.0)
         impossible = torch.where(active, mid + spread < -tolerance, mid - spread > tolerance)
         needed = torch.where(active, mid - spread < tolerance, mid + spread > -tolerance)
-        meets &= ~impossible.any(dim=1).cpu()
+        meets = ~impossible.any(dim=1).cpu()
+        # an active neuron has g·x + h ≥ 0, an inactive one g·x + h ≤ 0: as A·x ≤ b
+        sign = np.where(active.cpu().numpy(), -1.0, 1.0)
+        gradients, offsets = gradient.cpu().numpy(), offset.cpu().numpy()
+        needed_rows = needed.cpu().numpy()
+        magnitude = np.abs(box).max(axis=1)
         systems: list[tuple[np.ndarray, np.ndarray] | None] = []
         for r in range(len(patterns)):
             if not meets[r]:
                 systems.append(None)
                 continue
-            g = gradient[r].cpu().numpy()
-            h = offset[r].cpu().numpy()
-            # an active neuron has g·x + h ≥ 0, an inactive one g·x + h ≤ 0: as A·x ≤ b
-            sign = np.where(active[r].cpu().numpy(), -1.0, 1.0)
-            slack = LP_SLACK * (np.abs(h) + np.abs(g) @ np.abs(box).max(axis=1) + 1.0)
-            a, b = sign[:, None] * g, -sign * h + slack
+            g, h = gradients[r], offsets[r]
+            slack = LP_SLACK * (np.abs(h) + np.abs(g) @ magnitude + 1.0)
+            a, b = sign[r][:, None] * g, -sign[r] * h + slack
             if self.norm == "l2" and _beyond_l2(a, b, x0, self.radius):
                 meets[r] = False
                 systems.append(None)
                 continue
-            row = needed[r].cpu().numpy()
+            row = needed_rows[r]
             systems.append((a[row], b[row]) if row.any() else None)
         return meets, systems
 

@@ -49,6 +49,7 @@ import functools
 import math
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -734,8 +735,6 @@ _WORKER_JOB: _Job | None = None
 def _start_method() -> str:
     """``"fork"`` on Linux (workers inherit torch and the recipe: no import, no pickling of the
     data; torch re-creates its thread pools in a forked child), ``"spawn"`` elsewhere."""
-    import sys
-
     return "fork" if sys.platform.startswith("linux") else "spawn"
 
 

@@ -21,7 +21,9 @@ from torch import nn
 from unmeasured.errors import ConfigError
 
 #: resident memory of one spawned worker after importing torch and this package (measured on
-#: Linux with torch 2.13 CPU: 330-380 MB); a process pool pays it once per worker
+#: Linux with torch 2.13 CPU: 330-380 MB); a process pool pays it once per worker (a forked
+#: worker shares most of those pages with its parent until it writes them, so there the
+#: estimate errs high)
 PROCESS_BASELINE_BYTES = 350 * 2**20
 
 #: environment variable with a memory budget in MiB, for runs started from the command line

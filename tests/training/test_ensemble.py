@@ -325,6 +325,18 @@ def test_cache_hits_skip_training(digits, masks, tmp_path: Path) -> None:
     assert (fourth.trained, fourth.cached) == (1, 3)
 
 
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_writer(tmp_path: Path) -> None:
+    from unmeasured.training.cache import OutputCache
+
+    cache = OutputCache(tmp_path)
+    cache.put("ab" * 32, np.zeros((2, 3)))
+    orphan = tmp_path / "outputs" / "ab" / ".abababab-killed.tmp"
+    orphan.write_bytes(b"half a write")
+    cache.put("ab" + "cd" * 31, np.ones((2, 3)))
+    assert not orphan.exists()
+    assert len(cache) == 2 and cache.get("ab" * 32).shape == (2, 3)
+
+
 @pytest.mark.parametrize(
     "change",
     ["recipe", "data", "mask", "seed", "query"],
@@ -393,9 +405,11 @@ def test_kill_and_resume(digits, tmp_path: Path, backend: str) -> None:
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-    finished = len(list(cache.glob("outputs/*/*.npy")))
+    entries = list(cache.glob("outputs/*/*.npy"))
+    finished = len(entries)
     assert 2 <= finished < 8, f"{finished} models were cached before the kill"
-    assert not list(cache.glob("outputs/*/*.tmp"))
+    # whole entries only (a write the kill interrupted may leave a temporary file, never a .npy)
+    assert all(np.load(e, allow_pickle=False).shape == (50, 10) for e in entries)
 
     x, y = digits
     masks = np.random.default_rng(0).random((8, 300)) < 0.5
@@ -406,6 +420,7 @@ def test_kill_and_resume(digits, tmp_path: Path, backend: str) -> None:
         recipe, x, y, masks, x[:50], backend="vmap", cache_dir=cache, report=report, **kw
     )
     assert (report.cached, report.trained) == (finished, 8 - finished)
+    assert not list(cache.glob("outputs/*/.*.tmp")), "an interrupted write was left behind"
     fresh = train_ensemble(recipe, x, y, masks, x[:50], backend="sequential", **kw)
     np.testing.assert_allclose(resumed, fresh, atol=ATOL)
 

@@ -5,7 +5,10 @@ them: the recipe's cache key, the training data, the model's training mask, its 
 query records. Entries are written atomically (a temporary file in the same directory, then
 ``os.replace``) as soon as a model finishes, so a run killed mid-way, even by ``kill -9``,
 leaves only whole entries and resumes without retraining them. Writers to one shard directory
-take a file lock, so that concurrent runs sharing a cache never interleave their writes.
+take a file lock, so that concurrent runs sharing a cache never interleave their writes. A
+writer killed between creating its temporary file and renaming it leaves that file behind; as
+temporary files only exist while their writer holds the shard's lock, the next writer to the
+shard removes any it finds.
 """
 
 from __future__ import annotations
@@ -71,6 +74,8 @@ class OutputCache:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(path.parent / ".lock", timeout=LOCK_TIMEOUT):
+            for orphan in path.parent.glob(".*.tmp"):  # a killed writer's; we hold the lock
+                orphan.unlink(missing_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key[:8]}-", suffix=".tmp")
             try:
                 with os.fdopen(fd, "wb") as fh:

@@ -161,77 +161,163 @@ def lp_margin_lower_bounds(
     rivals: list[int],
 ) -> dict[int, float]:
     """Lower bounds on ``logit_label - logit_j`` for each rival ``j`` over the box ``[low,
-    high]`` of one record, from linear programs of the triangle relaxation (one HiGHS model,
-    grown layer by layer): every unstable ReLU (``l < 0 < u``) becomes a variable ``a`` with
-    ``a ≥ 0``, ``a ≥ z`` and ``a ≤ u(z − l)/(u − l)``; stable ones are exact. Before a layer is
-    relaxed, the program over the layers below tightens the bounds of its unstable neurons
-    (``hidden``: valid bounds to start from, one ``(1, width)`` pair per ReLU layer, e.g.
-    CROWN's), so fewer stay unstable and their triangles shrink. Tighter than CROWN, at the
-    price of two solves per unstable neuron past the first layer and one per rival. Every
-    figure is the solver's optimum less a margin for its tolerances (``-inf`` where it finds
-    none), so the bounds stay valid."""
-    import highspy
+    high]`` of one record, from the linear program of the triangle relaxation with each layer's
+    unstable neurons tightened first (`TriangleProgram` with ``tighten=True``). Tighter than
+    CROWN, at the price of two solves per unstable neuron past the first layer and one per
+    rival. ``-inf`` where the solver finds no optimum; every figure stays a valid bound."""
+    program = TriangleProgram(network, low, high, hidden, tighten=True)
+    return {rival: program.least(*program.margin(label, rival)) for rival in rivals}
 
-    weights = [w.detach().cpu().double().numpy() for w in network.weights]
-    biases = [b.detach().cpu().double().numpy() for b in network.biases]
-    highs = highspy.Highs()
-    highs.setOptionValue("output_flag", False)
-    optimal = highspy.HighsModelStatus.kOptimal
-    upper_x = high.cpu().double().numpy()
-    lower_x = low.cpu().double().numpy()
-    highs.addVars(len(lower_x), lower_x, upper_x)
-    magnitude = [np.maximum(np.abs(lower_x), np.abs(upper_x))]
 
-    def least(cost: np.ndarray, offset: float) -> float:
-        """The minimum of ``cost·v + offset`` over the program, less a margin."""
-        columns = len(cost)
-        highs.changeColsCost(columns, np.arange(columns, dtype=np.int32), cost)
-        highs.run()
-        if highs.getModelStatus() != optimal:
+@dataclass
+class _Unstable:
+    """The unstable ReLUs of one layer in a `TriangleProgram`: which neurons, their bounds, the
+    columns of their relaxed outputs ``a`` and the rows ``a - z ≥ c`` (then ``count`` rows of
+    the chords), and their pre-activations ``z = expression @ v + constant`` over the variables
+    that precede the layer."""
+
+    neurons: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    column: int
+    row: int
+    expression: np.ndarray
+    constant: np.ndarray
+
+
+class TriangleProgram:
+    """The triangle relaxation of a `ReluNetwork` over an input box as one HiGHS model (highspy,
+    kept and re-solved): variables are the inputs, then one ``a`` per unstable ReLU (``l < 0 <
+    u``) with ``a ≥ 0``, ``a ≥ z`` and ``a ≤ u(z − l)/(u − l)``; stable ReLUs are exact.
+    ``hidden`` holds valid bounds to start from, one ``(1, width)`` pair per ReLU layer (e.g.
+    CROWN's); with ``tighten`` the program over the layers below first tightens each later
+    layer's unstable neurons (two solves each), so fewer stay unstable and their triangles
+    shrink. `least` returns the solver's optimum less a margin for its tolerances, so the
+    figures stay valid bounds (``inf`` when the program has no point); branch and bound (`branch.branch_certify`) fixes neurons' phases
+    in the same model through their bounds (`fix`)."""
+
+    def __init__(
+        self,
+        network: ReluNetwork,
+        low: torch.Tensor,
+        high: torch.Tensor,
+        hidden: list[Bounds],
+        *,
+        tighten: bool = False,
+    ) -> None:
+        import highspy
+
+        weights = [w.detach().cpu().double().numpy() for w in network.weights]
+        biases = [b.detach().cpu().double().numpy() for b in network.biases]
+        self.highs = highspy.Highs()
+        self.highs.setOptionValue("output_flag", False)
+        self._optimal = highspy.HighsModelStatus.kOptimal
+        self._infeasible = highspy.HighsModelStatus.kInfeasible
+        lower_x, upper_x = low.cpu().double().numpy(), high.cpu().double().numpy()
+        self.inputs = len(lower_x)
+        self.highs.addVars(self.inputs, lower_x, upper_x)
+        self._magnitude = [np.maximum(np.abs(lower_x), np.abs(upper_x))]
+        self.columns, self.rows = self.inputs, 0
+        self.layers: list[_Unstable] = []
+        # the pre-activation of the current layer as expression @ variables + constant
+        expression, constant = weights[0], biases[0]
+        for k, (given_low, given_high) in enumerate(hidden):
+            lo = given_low[0].cpu().double().numpy().copy()
+            hi = given_high[0].cpu().double().numpy().copy()
+            if tighten and k > 0:
+                for j in np.flatnonzero((lo < 0) & (hi > 0)):
+                    lo[j] = max(float(lo[j]), self.least(expression[j], constant[j]))
+                    hi[j] = min(float(hi[j]), -self.least(-expression[j], -constant[j]))
+            unstable = np.flatnonzero((lo < 0) & (hi > 0))
+            active = lo >= 0
+            variables, new = self.columns, len(unstable)
+            post = np.zeros((len(lo), variables + new))
+            post[active, :variables] = expression[active]
+            post[unstable, variables + np.arange(new)] = 1.0
+            post_constant = np.where(active, constant, 0.0)
+            layer = _Unstable(
+                unstable,
+                lo[unstable],
+                hi[unstable],
+                variables,
+                self.rows,
+                expression[unstable],
+                constant[unstable],
+            )
+            self.layers.append(layer)
+            if new:
+                self._add_triangles(layer)
+            expression = weights[k + 1] @ post
+            constant = weights[k + 1] @ post_constant + biases[k + 1]
+        #: the logits as ``expression @ v + constant`` over every variable
+        self.expression, self.constant = expression, constant
+
+    def _add_triangles(self, layer: _Unstable) -> None:
+        new, variables = len(layer.neurons), layer.column
+        lo, hi, c = layer.low, layer.high, layer.constant
+        self.highs.addVars(new, np.zeros(new), hi)
+        self._magnitude.append(hi)
+        z = np.hstack([layer.expression, np.zeros((new, new))])
+        slope = hi / (hi - lo)
+        unit = np.hstack([np.zeros((new, variables)), np.eye(new)])
+        block = np.vstack([unit - z, unit - slope[:, None] * z])  # a − z ≥ c, a − s·z ≤ …
+        nonzero = block != 0
+        self.highs.addRows(
+            2 * new,
+            np.concatenate([c, np.full(new, -np.inf)]),
+            np.concatenate([np.full(new, np.inf), slope * (c - lo)]),
+            int(nonzero.sum()),
+            np.concatenate([[0], np.cumsum(nonzero.sum(axis=1))[:-1]]).astype(np.int32),
+            np.nonzero(nonzero)[1].astype(np.int32),
+            block[nonzero],
+        )
+        self.columns += new
+        self.rows += 2 * new
+
+    def margin(self, label: int, rival: int) -> tuple[np.ndarray, float]:
+        """``logit_label − logit_rival`` as ``(cost, offset)`` over the variables."""
+        return (
+            self.expression[label] - self.expression[rival],
+            float(self.constant[label] - self.constant[rival]),
+        )
+
+    def least(self, cost: np.ndarray, offset: float) -> float:
+        """The minimum of ``cost·v + offset`` over the program (``cost`` may cover only the
+        first variables), less a margin for the solver's tolerances; ``-inf`` without an
+        optimum."""
+        full = np.zeros(self.columns)
+        full[: len(cost)] = cost
+        self.highs.changeColsCost(self.columns, np.arange(self.columns, dtype=np.int32), full)
+        self.highs.run()
+        status = self.highs.getModelStatus()
+        if status == self._infeasible:  # no point at all (fixed phases that contradict)
+            return math.inf
+        if status != self._optimal:
             return -math.inf
-        value = highs.getInfo().objective_function_value + offset
-        scale = np.abs(cost) @ np.concatenate(magnitude) + abs(offset)
+        value = self.highs.getInfo().objective_function_value + offset
+        scale = np.abs(full) @ np.concatenate(self._magnitude) + abs(offset)
         return float(value - 1e-6 * (scale + 1.0))
 
-    # the pre-activation of the current layer as expression @ variables + constant
-    expression, constant = weights[0], biases[0]
-    for k, (given_low, given_high) in enumerate(hidden):
-        lo = given_low[0].cpu().double().numpy().copy()
-        hi = given_high[0].cpu().double().numpy().copy()
-        if k > 0:
-            for j in np.flatnonzero((lo < 0) & (hi > 0)):
-                lo[j] = max(float(lo[j]), least(expression[j], constant[j]))
-                hi[j] = min(float(hi[j]), -least(-expression[j], -constant[j]))
-        unstable = np.flatnonzero((lo < 0) & (hi > 0))
-        active = lo >= 0
-        variables, new = expression.shape[1], len(unstable)
-        post = np.zeros((len(lo), variables + new))
-        post[active, :variables] = expression[active]
-        post[unstable, variables + np.arange(new)] = 1.0
-        post_constant = np.where(active, constant, 0.0)
-        if new:
-            highs.addVars(new, np.zeros(new), hi[unstable])
-            magnitude.append(hi[unstable])
-            z = np.hstack([expression[unstable], np.zeros((new, new))])
-            slope = hi[unstable] / (hi[unstable] - lo[unstable])
-            unit = np.hstack([np.zeros((new, variables)), np.eye(new)])
-            block = np.vstack([unit - z, unit - slope[:, None] * z])  # a − z ≥ c, a − s·z ≤ …
-            nonzero = block != 0
-            highs.addRows(
-                2 * new,
-                np.concatenate([constant[unstable], np.full(new, -np.inf)]),
-                np.concatenate([np.full(new, np.inf), slope * (constant[unstable] - lo[unstable])]),
-                int(nonzero.sum()),
-                np.concatenate([[0], np.cumsum(nonzero.sum(axis=1))[:-1]]).astype(np.int32),
-                np.nonzero(nonzero)[1].astype(np.int32),
-                block[nonzero],
-            )
-        expression = weights[k + 1] @ post
-        constant = weights[k + 1] @ post_constant + biases[k + 1]
-    return {
-        rival: least(expression[label] - expression[rival], constant[label] - constant[rival])
-        for rival in rivals
-    }
+    def solution(self) -> np.ndarray:
+        """The variables at the last optimum."""
+        return np.asarray(self.highs.getSolution().col_value)
+
+    def fix(self, layer: int, index: int, phase: int) -> None:
+        """Fix unstable neuron ``index`` of ``self.layers[layer]`` to its ``phase``: 1 active
+        (``a = z``, so ``z ≥ 0``), 0 inactive (``a = 0``, so ``z ≤ 0``), -1 free again."""
+        unstable = self.layers[layer]
+        column, row = unstable.column + index, unstable.row + index
+        c = float(unstable.constant[index])
+        self.highs.changeColBounds(column, 0.0, 0.0 if phase == 0 else float(unstable.high[index]))
+        self.highs.changeRowBounds(row, c, c if phase == 1 else math.inf)
+
+    def add_cut(self, coefficients: np.ndarray, upper: float) -> None:
+        """Add ``coefficients · x ≤ upper`` over the inputs (a valid inequality of the set)."""
+        nonzero = np.flatnonzero(coefficients)
+        self.highs.addRow(
+            -math.inf, float(upper), len(nonzero), nonzero.astype(np.int32), coefficients[nonzero]
+        )
+        self.rows += 1
 
 
 def bound_certify(

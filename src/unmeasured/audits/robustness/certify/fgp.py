@@ -51,6 +51,14 @@ region misses the ball, whatever the optimiser's accuracy (the bound is evaluate
 a region it keeps still faces the linear program over the box enclosing the ball. Both tests cost about a millisecond, far more than a region's affine forms, which is why short
 searches do without them.
 
+For L∞, a search that still runs after ``branch_after`` regions goes on as branch and bound
+over the unstable ReLUs (`branch`): one linear program of the triangle relaxation bounds the
+margin over a whole set of regions at once (those that share the phases fixed so far), so the
+tens of thousands of regions around a record with a few dozen unstable neurons come down to
+tens or hundreds of programs. Its verdicts are as sound and its witnesses are checked the same
+way; the certificate counts its ``nodes`` beside the ``regions``. ``branch_after=None`` keeps
+the region search to the end.
+
 `fgp_radius` pops regions by distance instead (a Dijkstra-like order over regions) and returns a
 certified lower bound on the distance to the nearest input with another label.
 
@@ -75,6 +83,7 @@ from unmeasured.audits.robustness.certify.bounds import (
     margin_lower_bounds,
     pre_activation_bounds,
 )
+from unmeasured.audits.robustness.certify.branch import branch_certify
 from unmeasured.audits.robustness.certify.certificate import WITNESS_TOLERANCE, PointCertificate
 from unmeasured.audits.robustness.certify.network import ReluNetwork
 from unmeasured.audits.robustness.norms import DUAL, check_norm, inside, lp_norm
@@ -103,6 +112,7 @@ def fgp_certify(
     batch_size: int = 64,
     prune: str | None = "crown",
     lp_after: int | None = 200,
+    branch_after: int | None = 500,
 ) -> PointCertificate:
     """Decide whether every input within ``eps`` of ``x`` (and inside ``bounds``) keeps the label.
 
@@ -122,6 +132,10 @@ def fgp_certify(
             search of the paper alone.
         lp_after: once this many regions were visited, drop each further region that a linear
             program finds outside the input box (see the module's docstring); None never.
+        branch_after: for L∞, once this many regions were visited, hand the rest of the budget
+            to branch and bound over the unstable ReLUs (`branch.branch_certify`; needs
+            ``prune``); None never. Not for L2, whose ball the linear programs can only
+            approach by cutting planes, too slowly in hundreds of dimensions.
 
     Returns:
         A `PointCertificate` (``radius`` None). ``not_robust`` comes with a witness checked on
@@ -150,6 +164,8 @@ def fgp_certify(
             return search.answer("timeout")
         patterns = torch.stack([queue.popleft() for _ in range(min(len(queue), search.batch))])
         hidden, decision = search.hyperplanes(patterns)
+        if branch_after is not None and search.regions > branch_after and search.can_branch:
+            return search.branch()
         if lp_after is not None and search.regions > lp_after:
             if not tightened:
                 tightened = True
@@ -319,7 +335,7 @@ class _Search:
         width = sum(network.hidden_sizes) + network.num_classes
         self.batch = max(1, min(batch_size, BATCH_ENTRIES // (width * network.in_features)))
         self.max_regions, self.timeout = max_regions, timeout
-        self.regions = 0
+        self.regions = self.nodes = 0
         self.program: _BoxProgram | None = None  # built by the first region test
         self.layers: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         others = torch.arange(network.num_classes, device=self.x.device)
@@ -362,6 +378,29 @@ class _Search:
         self.rivals = self.rivals[kept]
         return kept
 
+    @property
+    def can_branch(self) -> bool:
+        """Whether `branch` applies: L∞, with the bounds of ``prune`` to relax the ReLUs."""
+        return self.norm == "linf" and self.layers is not None
+
+    def branch(self) -> PointCertificate:
+        """The rest of the budget spent on branch and bound over the unstable ReLUs."""
+        result = branch_certify(
+            self.network,
+            self.x,
+            self.radius,
+            self.norm,
+            self.low,
+            self.high,
+            self.layers[:-1],  # type: ignore[index]
+            self.label,
+            self.rivals.tolist(),
+            self.first_witness,
+            deadline=self.started + self.timeout,
+        )
+        self.nodes = result.nodes
+        return self.answer(result.verdict, result.witness)
+
     def out_of_budget(self) -> bool:
         spent = time.perf_counter() - self.started
         return self.regions >= self.max_regions or spent >= self.timeout
@@ -374,6 +413,7 @@ class _Search:
             label=self.label,
             witness=None if witness is None else witness.reshape(self.shape),
             regions=self.regions,
+            nodes=self.nodes,
             seconds=time.perf_counter() - self.started,
             radius=None if radius is None else min(float(radius), self.radius),
         )

@@ -1,0 +1,210 @@
+"""Branch and bound over the unstable ReLUs, for the records whose region search grows too large.
+
+FGP (`fgp`) visits whole activation regions one at a time; around a record with a few dozen
+neurons that flip inside the ball the regions number in the tens of thousands, though most of
+them lie far from any decision boundary. Here a node is a *set* of regions: some unstable ReLUs
+have their phase fixed (active ``a = z ≥ 0`` or inactive ``a = 0 ≥ z``), the others stay relaxed
+to their triangle, and one linear program per rival (the triangle relaxation of
+`bounds.TriangleProgram`, one HiGHS model whose bounds are changed from node to node) bounds
+``logit_label − logit_rival`` from below over every region of the node at once:
+
+* a bound above zero for every rival still open rules the node out (it holds no input that
+  changes the label), and the rivals a node rules out stay ruled out in its children;
+* the program's minimiser, moved into the input set and run through the network, is checked as
+  a witness (``not_robust``);
+* otherwise the node splits on the neuron whose triangle the bound leans on hardest (the dual
+  value of its chord times the chord's height, the score of BaBSR, Bunel et al. 2020): on the
+  hard L∞ 0.03 points of a 784-50-50-10 MLP this took 23–1,351 nodes where splitting on the
+  largest violation ``a − max(z, 0)`` took 247–2,741+. Nodes are taken lowest bound first.
+
+With every unstable neuron fixed the program is exact over the region (for L∞; for L2 once the
+cutting planes below put its minimiser in the ball), so the search is complete up to the
+solver's tolerances; a node whose minimiser already follows the network (no relaxation left to
+exploit) with a margin of about zero and no witness is a tie on the boundary and leaves the
+answer ``unknown``. For L2 the program sees the box around the ball plus valid cuts
+``g·(x − x₀) ≤ ε`` (``|g| = 1``), added at each minimiser outside the ball and shared by every
+node.
+
+Written here: no maintained package runs this search on a torch network without its own pinned
+stack (see `bounds` for auto_LiRPA); the relaxation and solver are the ones the rest of the
+certifiers use.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from unmeasured.audits.robustness.certify.bounds import Bounds, TriangleProgram
+from unmeasured.audits.robustness.certify.network import ReluNetwork
+
+#: cutting planes tried per program before an L2 minimiser outside the ball is taken as it is
+CUTS_PER_SOLVE = 30
+#: relaxation a minimiser must exploit for its neuron to be split on
+MIN_VIOLATION = 1e-9
+
+
+@dataclass(frozen=True)
+class BranchResult:
+    """What the branch and bound found: ``verdict`` (``robust``, ``not_robust``, ``unknown`` or
+    ``timeout``), the checked ``witness`` of ``not_robust``, and ``nodes`` (linear programs'
+    nodes) spent."""
+
+    verdict: str
+    witness: torch.Tensor | None
+    nodes: int
+
+
+def branch_certify(
+    network: ReluNetwork,
+    x: torch.Tensor,
+    radius: float,
+    norm: str,
+    low: torch.Tensor,
+    high: torch.Tensor,
+    hidden: list[Bounds],
+    label: int,
+    rivals: list[int],
+    witness_of: Callable[[torch.Tensor], torch.Tensor | None],
+    *,
+    deadline: float,
+    max_nodes: int = 100_000,
+) -> BranchResult:
+    """Decide the record ``x`` (flat) by branch and bound over its unstable ReLUs.
+
+    Args:
+        network: the ReLU network.
+        x: the record, flat, in the network's dtype.
+        radius, norm: the ball.
+        low, high: the box around the input set (the ball's box clipped to the input box).
+        hidden: valid bounds of each ReLU layer's pre-activations over the set (CROWN's).
+        label: the label to certify; rivals: the classes still to rule out.
+        witness_of: returns the first of a batch of points that lies in the input set and is
+            labelled otherwise (checked on the network), or None.
+        deadline: ``time.perf_counter()`` value at which to stop with ``timeout``.
+        max_nodes: stop with ``timeout`` after this many nodes.
+    """
+    program = TriangleProgram(network, low, high, hidden)
+    where = [(k, i) for k, layer in enumerate(program.layers) for i in range(len(layer.neurons))]
+    costs = {rival: program.margin(label, rival) for rival in rivals}
+    x0 = x.detach().cpu().double().numpy()
+    box = (low.cpu().double().numpy(), high.cpu().double().numpy())
+    free = np.full(len(where), -1, dtype=np.int8)
+    applied = free.copy()
+    order = itertools.count()
+    heap: list[tuple[float, int, np.ndarray, tuple[int, ...]]] = [
+        (-math.inf, next(order), free, tuple(rivals))
+    ]
+    nodes, tie = 0, False
+    while heap:
+        if nodes >= max_nodes or time.perf_counter() >= deadline:
+            return BranchResult("timeout", None, nodes)
+        _, _, phases, open_rivals = heapq.heappop(heap)
+        nodes += 1
+        for g in np.flatnonzero(applied != phases):
+            program.fix(*where[g], int(phases[g]))
+        applied = phases
+        still: list[int] = []
+        worst, at = math.inf, None
+        for rival in open_rivals:
+            value, solution = _least(program, costs[rival], norm, x0, radius, deadline)
+            if value > 0:
+                continue
+            still.append(rival)
+            if solution is None:  # no optimum: nothing to learn from, split blindly
+                continue
+            point = _into_set(solution[: len(x0)], x0, radius, norm, box)
+            witness = witness_of(torch.from_numpy(point).to(x)[None])
+            if witness is not None:
+                return BranchResult("not_robust", witness, nodes)
+            if value < worst:
+                worst, at = value, solution
+        if not still:
+            continue
+        split = _split_neuron(program, at, phases)
+        if split is None:  # the minimiser follows the network: a tie on the boundary
+            tie = True
+            continue
+        for phase in (0, 1):
+            child = phases.copy()
+            child[split] = phase
+            heapq.heappush(heap, (worst, next(order), child, tuple(still)))
+    return BranchResult("unknown" if tie else "robust", None, nodes)
+
+
+def _least(
+    program: TriangleProgram,
+    margin: tuple[np.ndarray, float],
+    norm: str,
+    x0: np.ndarray,
+    radius: float,
+    deadline: float,
+) -> tuple[float, np.ndarray | None]:
+    """The program's lower bound on a margin and its minimiser; for L2, cutting planes at
+    minimisers outside the ball first (each valid for the whole ball), until the deadline."""
+    for _ in range(CUTS_PER_SOLVE if norm == "l2" else 1):
+        if time.perf_counter() >= deadline:
+            return -math.inf, None
+        value = program.least(*margin)
+        if value > 0:
+            return value, None
+        if value == -math.inf:
+            return value, None
+        solution = program.solution()
+        if norm != "l2":
+            return value, solution
+        step = solution[: len(x0)] - x0
+        distance = float(np.linalg.norm(step))
+        if distance <= radius * (1 + 1e-9):
+            return value, solution
+        direction = step / distance
+        program.add_cut(direction, float(direction @ x0) + radius)
+    return value, solution
+
+
+def _into_set(
+    point: np.ndarray, x0: np.ndarray, radius: float, norm: str, box: tuple[np.ndarray, ...]
+) -> np.ndarray:
+    """``point`` moved into the input set: pulled into the L2 ball along the ray from ``x0``,
+    then clipped to the box (which contains ``x0``, so clipping never leaves the ball)."""
+    if norm == "l2":
+        distance = float(np.linalg.norm(point - x0))
+        if distance > radius:
+            point = x0 + (point - x0) * (radius / distance)
+    return np.clip(point, box[0], box[1])
+
+
+def _split_neuron(
+    program: TriangleProgram, solution: np.ndarray | None, phases: np.ndarray
+) -> int | None:
+    """The free neuron to split: the one whose chord the minimiser leans on hardest (the chord
+    row's dual value times the chord's height ``u·(−l)/(u − l)`` over ``z = 0``, an estimate of
+    what the bound gains once the triangle is gone, as in BaBSR), else the one whose relaxation
+    it exploits most (``a − max(z, 0)``). Any free neuron when there is no minimiser; None when
+    the minimiser exploits no free neuron's relaxation."""
+    free = phases < 0
+    if not free.any():
+        return None
+    if solution is None:
+        return int(np.flatnonzero(free)[0])
+    gaps, scores = [], []
+    duals = np.asarray(program.highs.getSolution().row_dual)
+    for layer in program.layers:
+        count = len(layer.neurons)
+        z = layer.expression @ solution[: layer.column] + layer.constant
+        a = solution[layer.column : layer.column + count]
+        gaps.append(a - np.maximum(z, 0.0))
+        chord = duals[layer.row + count : layer.row + 2 * count]
+        scores.append(np.abs(chord) * layer.high * -layer.low / (layer.high - layer.low))
+    gap = np.where(free, np.concatenate(gaps), -math.inf)
+    if not (gap > MIN_VIOLATION).any():
+        return None
+    score = np.where(free, np.concatenate(scores), -math.inf)
+    return int(np.argmax(score)) if score.max() > 0 else int(np.argmax(gap))

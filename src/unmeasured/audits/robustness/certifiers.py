@@ -78,6 +78,9 @@ class FGP(_PointCertifier):
         epsilons, norm, max_records, batch_size: as for every certifier.
         timeout: seconds per record before the verdict is ``timeout``.
         max_regions: regions per record before the verdict is ``timeout``.
+        branch: a record whose search passes 500 regions goes on as branch and bound over
+            its unstable ReLUs (one relaxation bounds many regions; L2 needs the ``certify``
+            extra's cone solver); False keeps the region search of the paper to the end.
     """
 
     name = "robustness.fgp"
@@ -96,8 +99,10 @@ class FGP(_PointCertifier):
         batch_size: int = 64,
         timeout: float = 60.0,
         max_regions: int = 10_000,
+        branch: bool = True,
     ) -> None:
         self.max_regions = max_regions
+        self.branch = branch
         super().__init__(
             epsilons=epsilons,
             norm=norm,
@@ -118,6 +123,7 @@ class FGP(_PointCertifier):
                 label=int(y[i]),
                 max_regions=self.max_regions,
                 timeout=self.timeout,
+                branch_after=500 if self.branch else None,
             )
             for i in range(len(x))
         )

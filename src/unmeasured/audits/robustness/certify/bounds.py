@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -295,8 +296,12 @@ class TriangleProgram:
         if status != self._optimal:
             return -math.inf
         value = self.highs.getInfo().objective_function_value + offset
-        scale = np.abs(full) @ np.concatenate(self._magnitude) + abs(offset)
-        return float(value - 1e-6 * (scale + 1.0))
+        return float(value - self.tolerance(full, offset))
+
+    def tolerance(self, cost: np.ndarray, offset: float) -> float:
+        """What a solver's optimum of ``cost·v + offset`` (``cost`` over every variable) may be
+        off by: 1e-6 of the largest the terms can be over the variables' bounds."""
+        return 1e-6 * (float(np.abs(cost) @ np.concatenate(self._magnitude)) + abs(offset) + 1.0)
 
     def solution(self) -> np.ndarray:
         """The variables at the last optimum."""
@@ -311,13 +316,25 @@ class TriangleProgram:
         self.highs.changeColBounds(column, 0.0, 0.0 if phase == 0 else float(unstable.high[index]))
         self.highs.changeRowBounds(row, c, c if phase == 1 else math.inf)
 
-    def add_cut(self, coefficients: np.ndarray, upper: float) -> None:
-        """Add ``coefficients · x ≤ upper`` over the inputs (a valid inequality of the set)."""
-        nonzero = np.flatnonzero(coefficients)
-        self.highs.addRow(
-            -math.inf, float(upper), len(nonzero), nonzero.astype(np.int32), coefficients[nonzero]
+    def rows_and_bounds(self) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The program as it stands (phases fixed included): its rows as a SciPy CSR matrix,
+        the rows' lower and upper bounds and the variables' lower and upper bounds."""
+        import highspy
+        from scipy import sparse
+
+        lp = self.highs.getLp()
+        matrix = lp.a_matrix_
+        parts = (np.asarray(matrix.value_), np.asarray(matrix.index_), np.asarray(matrix.start_))
+        shape = (lp.num_row_, lp.num_col_)
+        columnwise = matrix.format_ == highspy.MatrixFormat.kColwise
+        rows = (sparse.csc_matrix if columnwise else sparse.csr_matrix)(parts, shape=shape)
+        return (
+            rows.tocsr(),
+            np.asarray(lp.row_lower_),
+            np.asarray(lp.row_upper_),
+            np.asarray(lp.col_lower_),
+            np.asarray(lp.col_upper_),
         )
-        self.rows += 1
 
 
 def bound_certify(

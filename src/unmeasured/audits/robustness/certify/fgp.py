@@ -51,12 +51,12 @@ region misses the ball, whatever the optimiser's accuracy (the bound is evaluate
 a region it keeps still faces the linear program over the box enclosing the ball. Both tests cost about a millisecond, far more than a region's affine forms, which is why short
 searches do without them.
 
-For L∞, a search that still runs after ``branch_after`` regions goes on as branch and bound
+A search that still runs after ``branch_after`` regions goes on as branch and bound
 over the unstable ReLUs (`branch`): one linear program of the triangle relaxation bounds the
 margin over a whole set of regions at once (those that share the phases fixed so far), so the
 tens of thousands of regions around a record with a few dozen unstable neurons come down to
-tens or hundreds of programs. Its verdicts are as sound and its witnesses are checked the same
-way; the certificate counts its ``nodes`` beside the ``regions``. ``branch_after=None`` keeps
+tens or hundreds of programs (for L2, cone programs inside the ball). Its verdicts are as sound
+and its witnesses are checked the same way; the certificate counts its ``nodes`` beside the ``regions``. ``branch_after=None`` keeps
 the region search to the end.
 
 `fgp_radius` pops regions by distance instead (a Dijkstra-like order over regions) and returns a
@@ -83,7 +83,7 @@ from unmeasured.audits.robustness.certify.bounds import (
     margin_lower_bounds,
     pre_activation_bounds,
 )
-from unmeasured.audits.robustness.certify.branch import branch_certify
+from unmeasured.audits.robustness.certify.branch import branch_certify, cone_solver_available
 from unmeasured.audits.robustness.certify.certificate import WITNESS_TOLERANCE, PointCertificate
 from unmeasured.audits.robustness.certify.network import ReluNetwork
 from unmeasured.audits.robustness.norms import DUAL, check_norm, inside, lp_norm
@@ -132,10 +132,9 @@ def fgp_certify(
             search of the paper alone.
         lp_after: once this many regions were visited, drop each further region that a linear
             program finds outside the input box (see the module's docstring); None never.
-        branch_after: for L∞, once this many regions were visited, hand the rest of the budget
-            to branch and bound over the unstable ReLUs (`branch.branch_certify`; needs
-            ``prune``); None never. Not for L2, whose ball the linear programs can only
-            approach by cutting planes, too slowly in hundreds of dimensions.
+        branch_after: once this many regions were visited, hand the rest of the budget to
+            branch and bound over the unstable ReLUs (`branch.branch_certify`; needs ``prune``,
+            and for L2 the cone solver of the ``certify`` extra); None never.
 
     Returns:
         A `PointCertificate` (``radius`` None). ``not_robust`` comes with a witness checked on
@@ -380,8 +379,11 @@ class _Search:
 
     @property
     def can_branch(self) -> bool:
-        """Whether `branch` applies: L∞, with the bounds of ``prune`` to relax the ReLUs."""
-        return self.norm == "linf" and self.layers is not None
+        """Whether `branch` applies: with the bounds of ``prune`` to relax the ReLUs, and for
+        L2 with the cone solver installed."""
+        if self.layers is None:
+            return False
+        return self.norm == "linf" or cone_solver_available()
 
     def branch(self) -> PointCertificate:
         """The rest of the budget spent on branch and bound over the unstable ReLUs."""

@@ -80,6 +80,11 @@ def code_version() -> dict[str, Any]:
     return info
 
 
+#: the code as the benchmark found it when it started (what it imported); results written
+#: later record the code at that time too, in case the tree changed during the run
+CODE_AT_START = code_version()
+
+
 def load_average() -> list[float]:
     """1-, 5- and 15-minute load averages: other work on the machine skews every timing."""
     try:
@@ -140,7 +145,8 @@ def write_result(name: str, payload: dict[str, Any]) -> Path:
         "benchmark": name,
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": machine(),
-        "code": code_version(),
+        "code": CODE_AT_START,
+        "code_at_write": code_version(),
         "load_average_at_end": load_average(),
         **payload,
         "process_peak_rss_mb": round(peak_rss_mb(), 1),

@@ -219,7 +219,15 @@ if __name__ == "__main__":
     training_peak()
     training_peak("training_peak_cpu_2threads")
     training_peak("training_peak_cpu_2threads_fork")
-    for run in ("certify_fmnist_mlp", "certify_fmnist_cnn", "certify_fmnist_pure_v2"):
+    for run in (
+        "certify_fmnist_mlp_linf_branch",
+        "certify_fmnist_mlp_l2_branch",
+        "certify_fmnist_cnn_linf_branch",
+        "certify_fmnist_cnn_l2_branch",
+        "certify_fmnist_mlp",
+        "certify_fmnist_cnn",
+        "certify_fmnist_pure_v2",
+    ):
         certify(run)
     if (RESULTS / "membership_power_fmnist.json").exists():
         power()

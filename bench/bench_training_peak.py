@@ -195,6 +195,11 @@ def main() -> None:
         help="torch threads for everything, the GEMM peak included (default: torch's choice); "
         "1 keeps timings stable on a machine that other work shares",
     )
+    parser.add_argument("--models", choices=("both", "mlp", "cnn"), default="both")
+    parser.add_argument(
+        "--epochs", type=int, default=2, help="epochs per row (longer rows: less noise)"
+    )
+    parser.add_argument("--out", default=None, help="results name (default from the options)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -215,41 +220,45 @@ def main() -> None:
     for optimizer in ("sgd", "adam"):
         for batch_size in (64, 128):
             kw = dict(
-                epochs=1 if args.quick else 2,
+                epochs=1 if args.quick else args.epochs,
                 batch_size=batch_size,
                 optimizer=optimizer,
                 device="cpu",
             )
-            rows.append(
-                run_row(
-                    "mlp 784-256-10",
-                    MLPRecipe(hidden=(256,), lr=1e-3, **kw),
-                    16,
-                    flat[:n_mlp],
-                    labels[:n_mlp],
-                    flat[n_mlp : n_mlp + 500],
-                    repeats,
-                    args.threads,
+            if args.models in ("both", "mlp"):
+                rows.append(
+                    run_row(
+                        "mlp 784-256-10",
+                        MLPRecipe(hidden=(256,), lr=1e-3, **kw),
+                        16,
+                        flat[:n_mlp],
+                        labels[:n_mlp],
+                        flat[n_mlp : n_mlp + 500],
+                        repeats,
+                        args.threads,
+                    )
                 )
-            )
-            rows.append(
-                run_row(
-                    "cnn 1x28x28 c16-c32",
-                    CNNRecipe(channels=(16, 32), lr=1e-3, **kw),
-                    8,
-                    images[:n_cnn],
-                    labels[:n_cnn],
-                    images[n_cnn : n_cnn + 500],
-                    repeats,
-                    args.threads,
+            if args.models in ("both", "cnn"):
+                rows.append(
+                    run_row(
+                        "cnn 1x28x28 c16-c32",
+                        CNNRecipe(channels=(16, 32), lr=1e-3, **kw),
+                        8,
+                        images[:n_cnn],
+                        labels[:n_cnn],
+                        images[n_cnn : n_cnn + 500],
+                        repeats,
+                        args.threads,
+                    )
                 )
-            )
     path = write_result(
-        "training_peak_cpu"
+        args.out
+        or "training_peak_cpu"
         + (f"_{args.threads}threads" if args.threads else "")
         + ("_quick" if args.quick else ""),
         {
-            "what": "train_ensemble throughput per backend (two epochs, K models on balanced "
+            "epochs": 1 if args.quick else args.epochs,
+            "what": "train_ensemble throughput per backend (K models on balanced "
             "halves of a Fashion-MNIST subset, 500 query records) against torch.mm 2048x2048 "
             "float32 measured in the same run; best of alternating repeats",
             "flops_note": "training FLOPs: Linear and Conv2d forward, weight-gradient and "

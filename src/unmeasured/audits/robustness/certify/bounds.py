@@ -194,8 +194,9 @@ class TriangleProgram:
     CROWN's); with ``tighten`` the program over the layers below first tightens each later
     layer's unstable neurons (two solves each), so fewer stay unstable and their triangles
     shrink. `least` returns the solver's optimum less a margin for its tolerances, so the
-    figures stay valid bounds (``inf`` when the program has no point); branch and bound (`branch.branch_certify`) fixes neurons' phases
-    in the same model through their bounds (`fix`)."""
+    figures stay valid bounds (``inf`` when the program has no point); branch and bound
+    (`branch.branch_certify`) fixes neurons' phases in the same model through their bounds
+    (`fix`)."""
 
     def __init__(
         self,

@@ -14,7 +14,8 @@ batched pass:
   ``margin ≤ 0`` have a solution, which a Farkas certificate or a linear program rules out
   (the boundary is then harmless) or finds (its point of least margin, run through the
   network, is the witness). Only a boundary neither settles leaves the record ``unknown``
-  (for L2, where the program sees the box around the ball, a point outside the ball).
+  (for L2, where the program sees the box around the ball, a point outside the ball); the
+  branch and bound below then takes the record over.
 * a neuron boundary ``z_i = 0`` that the input set reaches opens the neighbouring region with
   that neuron flipped; a set of visited patterns keeps each region to one visit.
 * an empty queue with no open decision boundary proves ``robust``: any input in the set lies
@@ -51,13 +52,13 @@ region misses the ball, whatever the optimiser's accuracy (the bound is evaluate
 a region it keeps still faces the linear program over the box enclosing the ball. Both tests cost about a millisecond, far more than a region's affine forms, which is why short
 searches do without them.
 
-A search that still runs after ``branch_after`` regions goes on as branch and bound
-over the unstable ReLUs (`branch`): one linear program of the triangle relaxation bounds the
-margin over a whole set of regions at once (those that share the phases fixed so far), so the
-tens of thousands of regions around a record with a few dozen unstable neurons come down to
-tens or hundreds of programs (for L2, cone programs inside the ball). Its verdicts are as sound
-and its witnesses are checked the same way; the certificate counts its ``nodes`` beside the ``regions``. ``branch_after=None`` keeps
-the region search to the end.
+A search that still runs after ``branch_after`` regions goes on as branch and bound over the
+unstable ReLUs (`branch`): one linear program of the triangle relaxation bounds the margin over
+a whole set of regions at once (those that share the phases fixed so far), so the tens of
+thousands of regions around a record with a few dozen unstable neurons come down to tens or
+hundreds of programs (for L2, cone programs inside the ball). Its verdicts are as sound and its
+witnesses are checked the same way; the certificate counts its ``nodes`` beside the
+``regions``. ``branch_after=None`` keeps the region search to the end.
 
 `fgp_radius` pops regions by distance instead (a Dijkstra-like order over regions) and returns a
 certified lower bound on the distance to the nearest input with another label.
@@ -134,7 +135,8 @@ def fgp_certify(
             program finds outside the input box (see the module's docstring); None never.
         branch_after: once this many regions were visited, hand the rest of the budget to
             branch and bound over the unstable ReLUs (`branch.branch_certify`; needs ``prune``,
-            and for L2 the cone solver of the ``certify`` extra); None never.
+            and for L2 the cone solver of the ``certify`` extra); also a search that ends with
+            a boundary it could not settle (L2). None never.
 
     Returns:
         A `PointCertificate` (``radius`` None). ``not_robust`` comes with a witness checked on
@@ -199,6 +201,8 @@ def fgp_certify(
             if key not in visited:
                 visited.add(key)
                 queue.append(child)
+    if unresolved and branch_after is not None and search.can_branch:
+        return search.branch()  # a boundary the region's program could not settle (L2)
     return search.answer("unknown" if unresolved else "robust")
 
 

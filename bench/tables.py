@@ -236,6 +236,7 @@ if __name__ == "__main__":
     training_peak("training_peak_cpu_2threads")
     training_peak("training_peak_cpu_2threads_fork")
     training_peak("training_peak_cpu_2threads_cnn_6epochs")
+    training_peak("training_peak_cpu_2threads_mlp_6epochs")
     for run in (
         "certify_fmnist_mlp_linf_branch",
         "certify_fmnist_mlp_l2_branch",

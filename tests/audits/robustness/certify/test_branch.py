@@ -1,5 +1,5 @@
-"""Branch and bound over the unstable ReLUs (FGP's fallback for long L∞ searches) against the
-exact MILP/MIQCP checker and PGD: nothing it proves robust has a counterexample, every witness
+"""Branch and bound over the unstable ReLUs (where FGP's long searches go on) against the exact
+MILP/MIQCP checker and PGD: nothing it proves robust has a counterexample, every witness
 is real, and it decides what the region search decides with far fewer linear programs."""
 
 from __future__ import annotations
@@ -83,6 +83,8 @@ def test_branching_in_the_ball_agrees_with_the_miqcp_in_l2(seed, point, eps) -> 
         assert float((witness[0] - x).norm()) <= eps * (1 + 1e-9)
     if result.verdict in ("robust", "not_robust"):
         assert result.verdict == exact.verdict
+    if result.verdict == "robust":
+        assert pgd_attack(network, x, search.label, eps, "l2") is None
 
 
 def test_branching_decides_with_far_fewer_programs_than_regions() -> None:
@@ -123,7 +125,7 @@ def test_fixing_a_phase_confines_the_program_to_that_side() -> None:
     assert program.least(*z) < 0 < -program.least(-z[0], -z[1])
 
 
-def test_the_refactored_program_gives_the_same_bounds() -> None:
+def test_the_tightened_program_is_valid_and_no_looser() -> None:
     """`lp_margin_lower_bounds` runs on `TriangleProgram` with tightening; without tightening
     the bounds are valid but no tighter."""
     network = random_network(5, inputs=4, widths=(8, 8, 8))

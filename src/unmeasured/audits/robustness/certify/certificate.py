@@ -25,7 +25,7 @@ class PointCertificate:
         witness: for ``not_robust``, an input inside the epsilon ball and the input box that
             the network does not label ``label``; None otherwise.
         regions: linear regions (FGP) or solver calls (MILP) spent.
-        nodes: branch-and-bound nodes spent after the regions (FGP hands a long L∞ search to
+        nodes: branch-and-bound nodes spent after the regions (FGP hands a long search to
             `branch`), 0 otherwise.
         seconds: wall time spent on this record.
         radius: in radius mode, a certified lower bound on the distance to the nearest input

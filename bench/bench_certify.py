@@ -146,7 +146,7 @@ def main() -> None:
         network = to_relu_network(model, shape)
         predictions = network(points).argmax(dim=1)
         for norm, eps in settings:
-            fgp_verdicts, fgp_seconds, fgp_regions = [], [], []
+            fgp_verdicts, fgp_seconds, fgp_regions, fgp_nodes = [], [], [], []
             exact_verdicts, exact_seconds = [], []
             for x in points:
                 fgp = fgp_certify(
@@ -165,6 +165,7 @@ def main() -> None:
                 fgp_verdicts.append(fgp.verdict)
                 fgp_seconds.append(fgp.seconds)
                 fgp_regions.append(fgp.regions)
+                fgp_nodes.append(fgp.nodes)
                 exact_verdicts.append(exact.verdict)
                 exact_seconds.append(exact.seconds)
             decided = {"robust", "not_robust"}
@@ -199,6 +200,8 @@ def main() -> None:
                     "verdicts": {v: fgp_verdicts.count(v) for v in sorted(set(fgp_verdicts))},
                     "median_regions": statistics.median(fgp_regions),
                     "max_regions": max(fgp_regions),
+                    "branched": sum(n > 0 for n in fgp_nodes),
+                    "max_nodes": max(fgp_nodes),
                 },
                 "exact": {
                     **exact_summary,

@@ -92,6 +92,7 @@ def branch_certify(
     *,
     deadline: float,
     max_nodes: int = 100_000,
+    program: TriangleProgram | None = None,
 ) -> BranchResult:
     """Decide the record ``x`` (flat) by branch and bound over its unstable ReLUs.
 
@@ -106,8 +107,11 @@ def branch_certify(
             labelled otherwise (checked on the network), or None.
         deadline: ``time.perf_counter()`` value at which to stop with ``timeout``.
         max_nodes: stop with ``timeout`` after this many nodes.
+        program: the relaxation over ``low``, ``high`` and ``hidden`` where one was already
+            built (with its layers tightened, a tighter start), no phase fixed; None builds it.
     """
-    program = TriangleProgram(network, low, high, hidden)
+    if program is None:
+        program = TriangleProgram(network, low, high, hidden)
     where = [(k, i) for k, layer in enumerate(program.layers) for i in range(len(layer.neurons))]
     costs = {rival: program.margin(label, rival) for rival in rivals}
     x0 = x.detach().cpu().double().numpy()

@@ -79,8 +79,8 @@ import numpy as np
 import torch
 
 from unmeasured.audits.robustness.certify.bounds import (
+    TriangleProgram,
     input_box,
-    lp_margin_lower_bounds,
     margin_lower_bounds,
     pre_activation_bounds,
 )
@@ -163,10 +163,10 @@ def fgp_certify(
     while queue:
         if search.out_of_budget():
             return search.answer("timeout")
+        if branch_after is not None and search.regions >= branch_after and search.can_branch:
+            return search.branch()
         patterns = torch.stack([queue.popleft() for _ in range(min(len(queue), search.batch))])
         hidden, decision = search.hyperplanes(patterns)
-        if branch_after is not None and search.regions > branch_after and search.can_branch:
-            return search.branch()
         if lp_after is not None and search.regions > lp_after:
             if not tightened:
                 tightened = True
@@ -340,6 +340,7 @@ class _Search:
         self.max_regions, self.timeout = max_regions, timeout
         self.regions = self.nodes = 0
         self.program: _BoxProgram | None = None  # built by the first region test
+        self.triangle: TriangleProgram | None = None  # built by `tighten_rivals`
         self.layers: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         others = torch.arange(network.num_classes, device=self.x.device)
         self.others = others[others != self.label]
@@ -367,17 +368,25 @@ class _Search:
         self._second_layer_base()
 
     def tighten_rivals(self) -> torch.Tensor:
-        """Drop the rivals the linear program of the triangle relaxation rules out over the box
-        around the input set (`lp_margin_lower_bounds`; tighter than CROWN and dearer, so it
-        waits for a search that runs long). Needs the bounds of ``prune``. Returns which of the
+        """Drop the rivals the linear program of the triangle relaxation, its layers tightened
+        first, rules out over the box around the input set (as `lp_margin_lower_bounds`;
+        tighter than CROWN and dearer, so it waits for a search that runs long; a later
+        `branch` starts from the same program). Needs the bounds of ``prune``. Returns which of the
         rivals so far are kept, bool."""
         kept = torch.ones(len(self.rivals), dtype=torch.bool, device=self.x.device)
         if self.layers is None or not len(self.rivals):
             return kept
-        margins = lp_margin_lower_bounds(
-            self.network, self.low, self.high, self.layers[:-1], self.label, self.rivals.tolist()
+        # the same program as `lp_margin_lower_bounds`, kept for a later `branch`
+        self.triangle = TriangleProgram(
+            self.network, self.low, self.high, self.layers[:-1], tighten=True
         )
-        kept = torch.tensor([margins[int(j)] <= 0 for j in self.rivals], device=self.x.device)
+        kept = torch.tensor(
+            [
+                self.triangle.least(*self.triangle.margin(self.label, int(j))) <= 0
+                for j in self.rivals
+            ],
+            device=self.x.device,
+        )
         self.rivals = self.rivals[kept]
         return kept
 
@@ -403,6 +412,7 @@ class _Search:
             self.rivals.tolist(),
             self.first_witness,
             deadline=self.started + self.timeout,
+            program=self.triangle,
         )
         self.nodes = result.nodes
         return self.answer(result.verdict, result.witness)

@@ -1,16 +1,14 @@
-"""Branch and bound over the unstable ReLUs (where FGP's long searches go on) against the exact
-MILP/MIQCP checker and PGD: nothing it proves robust has a counterexample, every witness
-is real, and it decides what the region search decides with far fewer linear programs."""
+"""Branch and bound over the unstable ReLUs (where FGP's long searches go on): it decides what
+the region search decides with far fewer linear programs, its programs are valid and confined
+by the phases fixed, and it decides what the region search leaves unknown in L2. The property
+tests against the MILP, the MIQCP and PGD run FGP with branch and bound on and off
+(`test_fgp`)."""
 
 from __future__ import annotations
-
-import time
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from unmeasured.audits.robustness.certify.bounds import (
     TriangleProgram,
@@ -18,78 +16,17 @@ from unmeasured.audits.robustness.certify.bounds import (
     lp_margin_lower_bounds,
     pre_activation_bounds,
 )
-from unmeasured.audits.robustness.certify.branch import branch_certify, cone_solver_available
+from unmeasured.audits.robustness.certify.branch import cone_solver_available
 from unmeasured.audits.robustness.certify.exact import exact_certify, scip_available
 from unmeasured.audits.robustness.certify.fgp import _Search, fgp_certify
 
-from .conftest import BOX, pgd_attack, random_network
+from .conftest import BOX, random_network
 from .test_fgp import assert_valid_witness
-
-
-@settings(max_examples=40, deadline=None)
-@given(
-    seed=st.integers(0, 10_000),
-    point=st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3),
-    eps=st.floats(0.01, 0.3),
-)
-def test_branching_agrees_with_the_milp_and_pgd_in_linf(seed, point, eps) -> None:
-    network = random_network(seed)
-    x = torch.tensor(point, dtype=torch.float64)
-    branched = fgp_certify(network, x, eps, "linf", BOX, branch_after=0)
-    exact = exact_certify(network, x, eps, "linf", BOX)
-    assert exact.verdict in ("robust", "not_robust")
-    if branched.verdict == "not_robust":
-        assert_valid_witness(network, x, branched, eps, "linf")
-    if branched.decided:
-        assert branched.verdict == exact.verdict
-    if branched.verdict == "robust":
-        assert pgd_attack(network, x, branched.label, eps, "linf") is None
-
-
-@pytest.mark.skipif(
-    not (scip_available() and cone_solver_available()),
-    reason="pyscipopt and clarabel (the certify extra) are not installed",
-)
-@settings(max_examples=15, deadline=None)
-@given(
-    seed=st.integers(0, 10_000),
-    point=st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3),
-    eps=st.floats(0.02, 0.4),
-)
-def test_branching_in_the_ball_agrees_with_the_miqcp_in_l2(seed, point, eps) -> None:
-    network = random_network(seed, widths=(6, 6))
-    x = torch.tensor(point, dtype=torch.float64)
-    search = _Search(network, x, eps, "l2", BOX, None, 1, 60.0, 64, "crown")
-    if not len(search.rivals):
-        return
-    result = branch_certify(
-        network,
-        search.x,
-        eps,
-        "l2",
-        search.low,
-        search.high,
-        search.layers[:-1],
-        search.label,
-        search.rivals.tolist(),
-        search.first_witness,
-        deadline=time.perf_counter() + 60,
-    )
-    exact = exact_certify(network, x, eps, "l2", BOX)
-    assert exact.verdict in ("robust", "not_robust")
-    if result.verdict == "not_robust":
-        witness = result.witness.reshape(1, -1)
-        assert network(witness).argmax(dim=1).item() != search.label
-        assert float((witness[0] - x).norm()) <= eps * (1 + 1e-9)
-    if result.verdict in ("robust", "not_robust"):
-        assert result.verdict == exact.verdict
-    if result.verdict == "robust":
-        assert pgd_attack(network, x, search.label, eps, "l2") is None
 
 
 def test_branching_decides_with_far_fewer_programs_than_regions() -> None:
     """On 24 records of wider random nets (10 inputs, 20-20 ReLUs) the region search and the
-    branch and bound reach the MILP's verdict on every one; measured: 584 regions against 29
+    branch and bound reach the MILP's verdict on every one; measured: 584 regions against 14
     linear programs' nodes in all."""
     regions = nodes = 0
     for seed in range(8):

@@ -91,13 +91,24 @@ def test_a_boundary_behind_a_box_face_is_projected_inside_the_box() -> None:
     point=st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3),
     eps=st.floats(0.01, 0.3),
     lp_after=st.sampled_from([None, 0]),
+    branch_after=st.sampled_from([None, 0]),
 )
 def test_fgp_agrees_with_the_milp_and_pgd_in_linf(
-    seed: int, point: list[float], eps: float, lp_after: int | None
+    seed: int, point: list[float], eps: float, lp_after: int | None, branch_after: int | None
 ) -> None:
+    """With and without the region test, and with branch and bound from the start or never."""
     network = random_network(seed)
     x = torch.tensor(point, dtype=torch.float64)
-    fgp = fgp_certify(network, x, eps, "linf", BOX, max_regions=2_000, lp_after=lp_after)
+    fgp = fgp_certify(
+        network,
+        x,
+        eps,
+        "linf",
+        BOX,
+        max_regions=2_000,
+        lp_after=lp_after,
+        branch_after=branch_after,
+    )
     exact = exact_certify(network, x, eps, "linf", BOX)
     assert exact.verdict in ("robust", "not_robust")
     for certificate in (fgp, exact):
@@ -110,18 +121,32 @@ def test_fgp_agrees_with_the_milp_and_pgd_in_linf(
 
 
 @pytest.mark.skipif(not scip_available(), reason="pyscipopt (the certify extra) is not installed")
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(
     seed=st.integers(0, 10_000),
     point=st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3),
     eps=st.floats(0.02, 0.4),
     prune=st.sampled_from([None, "crown"]),
     lp_after=st.sampled_from([None, 0]),
+    branch_after=st.sampled_from([None, 0]),
 )
-def test_fgp_agrees_with_the_miqcp_and_pgd_in_l2(seed, point, eps, prune, lp_after) -> None:
+def test_fgp_agrees_with_the_miqcp_and_pgd_in_l2(
+    seed, point, eps, prune, lp_after, branch_after
+) -> None:
+    """Branch and bound (cone programs in the ball) needs ``prune`` and the cone solver."""
     network = random_network(seed, widths=(6, 6))
     x = torch.tensor(point, dtype=torch.float64)
-    fgp = fgp_certify(network, x, eps, "l2", BOX, max_regions=2_000, prune=prune, lp_after=lp_after)
+    fgp = fgp_certify(
+        network,
+        x,
+        eps,
+        "l2",
+        BOX,
+        max_regions=2_000,
+        prune=prune,
+        lp_after=lp_after,
+        branch_after=branch_after,
+    )
     exact = exact_certify(network, x, eps, "l2", BOX)
     assert exact.verdict in ("robust", "not_robust")
     for certificate in (fgp, exact):

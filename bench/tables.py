@@ -143,7 +143,18 @@ def _mlp_goals(row: Callable[[str, str, int], dict]) -> list[str]:
     lines = []
     mlp_sgd = row("mlp", "sgd", 64)
     best = max(mlp_sgd["vmap"]["fraction_of_peak"], mlp_sgd["auto"]["fraction_of_peak"])
-    lines.append(f"MLP SGD at batch 64: {best:.0%} of the GEMM peak (goal: at least 70%)")
+    if "model_flops_fraction_paired_median" in mlp_sgd["vmap"]:
+        paired = {b: mlp_sgd[b]["fraction_of_peak_paired_median"] for b in ("vmap", "auto")}
+        model = {b: mlp_sgd[b]["model_flops_fraction_paired_median"] for b in ("vmap", "auto")}
+        lines.append(
+            "MLP SGD at batch 64, medians of each round against its own GEMM peak: "
+            f"stacked {model['vmap']:.0%} in model FLOPs ({paired['vmap']:.0%} executed), "
+            f"auto {model['auto']:.0%} ({paired['auto']:.0%}) (goal: at least 70%, in model "
+            "FLOPs); best round against the row's first peak: "
+            f"{best:.0%} executed"
+        )
+    else:
+        lines.append(f"MLP SGD at batch 64: {best:.0%} of the GEMM peak (goal: at least 70%)")
     for batch in (64, 128):
         adam, sgd = row("mlp", "adam", batch), row("mlp", "sgd", batch)
         ratio = adam["vmap"]["models_per_second"] / sgd["vmap"]["models_per_second"]

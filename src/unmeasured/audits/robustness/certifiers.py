@@ -78,9 +78,10 @@ class FGP(_PointCertifier):
         epsilons, norm, max_records, batch_size: as for every certifier.
         timeout: seconds per record before the verdict is ``timeout``.
         max_regions: regions per record before the verdict is ``timeout``.
-        branch: a record whose search passes 500 regions goes on as branch and bound over
-            its unstable ReLUs (one relaxation bounds many regions; L2 needs the ``certify``
-            extra's cone solver); False keeps the region search of the paper to the end.
+        branch: a record whose search passes 500 regions or a tenth of ``timeout`` is
+            attacked (APGD) for a witness, then goes on as branch and bound over its unstable
+            ReLUs (one relaxation bounds many regions; L2 needs the ``certify`` extra's cone
+            solver); False keeps the region search of the paper to the end.
     """
 
     name = "robustness.fgp"

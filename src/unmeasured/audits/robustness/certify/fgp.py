@@ -52,8 +52,9 @@ region misses the ball, whatever the optimiser's accuracy (the bound is evaluate
 a region it keeps still faces the linear program over the box enclosing the ball. Both tests cost about a millisecond, far more than a region's affine forms, which is why short
 searches do without them.
 
-A search that still runs after ``branch_after`` regions goes on as branch and bound over the
-unstable ReLUs (`branch`): one linear program of the triangle relaxation bounds the margin over
+A search that still runs after ``branch_after`` regions or ``branch_share`` of its time is
+attacked (APGD) for a witness, then goes on as branch and bound over the unstable ReLUs
+(`branch`): one linear program of the triangle relaxation bounds the margin over
 a whole set of regions at once (those that share the phases fixed so far), so the tens of
 thousands of regions around a record with a few dozen unstable neurons come down to tens or
 hundreds of programs (for L2, cone programs inside the ball). Its verdicts are as sound and its
@@ -78,6 +79,7 @@ from collections import deque
 import numpy as np
 import torch
 
+from unmeasured.audits.robustness.attacks import apgd
 from unmeasured.audits.robustness.certify.bounds import (
     TriangleProgram,
     input_box,
@@ -98,6 +100,11 @@ BATCH_ENTRIES = 8_000_000
 FARKAS_ITERATIONS = 30
 #: slack of the region test's constraints, relative to their size: rounding never drops a region
 LP_SLACK = 1e-7
+#: share of the time budget after which a region search hands over to branch and bound
+BRANCH_SHARE = 0.1
+#: APGD's steps and runs when a search hands over to branch and bound
+ATTACK_STEPS = 100
+ATTACK_RESTARTS = 3
 
 
 def fgp_certify(
@@ -114,6 +121,7 @@ def fgp_certify(
     prune: str | None = "crown",
     lp_after: int | None = 200,
     branch_after: int | None = 500,
+    branch_share: float = BRANCH_SHARE,
 ) -> PointCertificate:
     """Decide whether every input within ``eps`` of ``x`` (and inside ``bounds``) keeps the label.
 
@@ -137,6 +145,10 @@ def fgp_certify(
             branch and bound over the unstable ReLUs (`branch.branch_certify`; needs ``prune``,
             and for L2 the cone solver of the ``certify`` extra); also a search that ends with
             a boundary it could not settle (L2). None never.
+        branch_share: hand over as well once this share of ``timeout`` has passed, whatever the
+            regions (a region of a convolutional network costs tens of milliseconds). Before
+            branch and bound, an attack (`ATTACK_STEPS` steps of APGD, `ATTACK_RESTARTS` runs)
+            looks for a witness.
 
     Returns:
         A `PointCertificate` (``radius`` None). ``not_robust`` comes with a witness checked on
@@ -163,7 +175,11 @@ def fgp_certify(
     while queue:
         if search.out_of_budget():
             return search.answer("timeout")
-        if branch_after is not None and search.regions >= branch_after and search.can_branch:
+        if (
+            branch_after is not None
+            and search.can_branch
+            and search.long(branch_after, branch_share)
+        ):
             return search.branch()
         patterns = torch.stack([queue.popleft() for _ in range(min(len(queue), search.batch))])
         hidden, decision = search.hyperplanes(patterns)
@@ -398,8 +414,35 @@ class _Search:
             return False
         return self.norm == "linf" or cone_solver_available()
 
+    def long(self, regions: int, share: float) -> bool:
+        """Whether the search has visited ``regions`` regions or spent ``share`` of its time."""
+        return self.regions >= regions or time.perf_counter() - self.started >= share * self.timeout
+
+    def attack(self) -> torch.Tensor | None:
+        """A witness found by APGD (difference-of-logits-ratio loss, or cross-entropy for fewer
+        than three classes) on the network, checked like every witness; None if none."""
+        classes = len(self.others) + 1
+        generator = torch.Generator(device=self.x.device).manual_seed(0)
+        found = apgd(
+            self.network,
+            self.x[None],
+            torch.tensor([self.label], device=self.x.device),
+            eps=self.radius,
+            norm=self.norm,
+            steps=ATTACK_STEPS,
+            loss="dlr" if classes >= 3 else "ce",
+            restarts=ATTACK_RESTARTS,
+            bounds=self.bounds,
+            generator=generator,
+        )
+        return self.first_witness(found.x_adv.detach())
+
     def branch(self) -> PointCertificate:
-        """The rest of the budget spent on branch and bound over the unstable ReLUs."""
+        """The rest of the budget spent on an attack, then on branch and bound over the
+        unstable ReLUs."""
+        witness = self.attack()
+        if witness is not None:
+            return self.answer("not_robust", witness)
         result = branch_certify(
             self.network,
             self.x,

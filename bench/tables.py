@@ -194,9 +194,10 @@ def certify(name: str = "certify_fmnist_mlp") -> None:
     print(
         "| network | norm, ε | points | FGP median s | FGP decided | exact median s | exact "
         "decided | speedup at median | hard points: n, FGP / exact median s, speedup, FGP "
-        "decided | disagreements | certified IBP / CROWN / Lipschitz |"
+        "decided | disagreements | certified IBP / CROWN / Lipschitz | FGP branched (most "
+        "nodes) |"
     )
-    print("| --- " * 11 + "|")
+    print("| --- " * 12 + "|")
     for r in d["settings"]:
         f, e, h = r["fgp"], r["exact"], r.get("hard_points")
         hard = "–"
@@ -206,12 +207,13 @@ def certify(name: str = "certify_fmnist_mlp") -> None:
                 f"{h['speedup_at_median']:g}x, {h['fgp_decided']:.0%}"
             )
         c = r["certified_fraction"]
+        branched = f"{f['branched']} ({f['max_nodes']})" if "branched" in f else "–"
         print(
             f"| {r['network']} | {r['norm'].replace('linf', 'L∞').replace('l2', 'L2')} "
             f"{r['eps']:g} | {r['points']} | {f['median_s']:.3g} | {f['decided']:.0%} | "
             f"{e['median_s']:.3g} | {e['decided']:.0%} | {r['speedup_at_median']:g}x | {hard} | "
             f"{r['disagreements']} / {r['both_decided']} | {c['ibp']:.0%} / {c['crown']:.0%} / "
-            f"{c['lipschitz']:.0%} |"
+            f"{c['lipschitz']:.0%} | {branched} |"
         )
 
 

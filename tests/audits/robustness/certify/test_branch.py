@@ -6,6 +6,8 @@ tests against the MILP, the MIQCP and PGD run FGP with branch and bound on and o
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -16,7 +18,7 @@ from unmeasured.audits.robustness.certify.bounds import (
     lp_margin_lower_bounds,
     pre_activation_bounds,
 )
-from unmeasured.audits.robustness.certify.branch import cone_solver_available
+from unmeasured.audits.robustness.certify.branch import branch_certify, cone_solver_available
 from unmeasured.audits.robustness.certify.exact import exact_certify, scip_available
 from unmeasured.audits.robustness.certify.fgp import _Search, fgp_certify
 
@@ -67,6 +69,36 @@ def test_a_search_hands_over_by_time_and_an_attack_looks_for_witnesses_first() -
                 attacked += 1
             branched += at_once.nodes > 0
     assert (attacked, branched) == (7, 2)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_branch_and_bound_alone_finds_the_witnesses_the_attack_now_finds_first(norm: str) -> None:
+    """FGP attacks before it branches, so its own tests rarely reach the branch and bound's
+    witnesses (a node's minimiser moved into the set); called directly on the same 24 records
+    (in L2 at twice the radii), the branch and bound reaches the MILP's verdict on every one
+    (the MIQCP's in L2) and every witness it returns is valid; measured: 7 not robust in L∞,
+    3 in L2 (each at the first node)."""
+    if norm == "l2" and not (cone_solver_available() and scip_available()):
+        pytest.skip("L2 branch and bound needs Clarabel, its check SCIP (the certify extra)")
+    refuted = 0
+    for seed in range(8):
+        network = random_network(seed, inputs=10, widths=(20, 20))
+        x = torch.rand(10, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        for eps in (0.05, 0.1, 0.2) if norm == "linf" else (0.1, 0.2, 0.4):
+            search = _Search(network, x, eps, norm, BOX, None, 10**6, 60.0, 64, "crown")
+            if not len(search.rivals):
+                continue
+            result = branch_certify(
+                network, search.x, search.radius, norm, search.low, search.high,
+                search.layers[:-1], search.label, search.rivals.tolist(), search.first_witness,
+                deadline=time.perf_counter() + 60,
+            )  # fmt: skip
+            assert result.verdict == exact_certify(network, x, eps, norm, BOX).verdict
+            if result.verdict == "not_robust":
+                certificate = search.answer("not_robust", result.witness)
+                assert_valid_witness(network, x, certificate, eps, norm)
+                refuted += 1
+    assert refuted == {"linf": 7, "l2": 3}[norm]
 
 
 def test_fixing_a_phase_confines_the_program_to_that_side() -> None:

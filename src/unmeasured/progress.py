@@ -13,12 +13,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 
+def _ignore(n: float = 1) -> None:
+    """The ``advance`` of a silent task."""
+
+
 class Progress:
     """Reports long loops. The base class is silent; `RichProgress` draws bars on stderr."""
 
     @contextmanager
-    def task(self, description: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
-        yield lambda n=1: None
+    def task(self, description: str, total: int | None = None) -> Iterator[Callable[[float], None]]:
+        yield _ignore
 
     def log(self, message: str) -> None:
         """A one-line status message (stderr)."""
@@ -47,9 +51,9 @@ class RichProgress(Progress):
         self.enabled = self.console.is_terminal if enabled is None else enabled
 
     @contextmanager
-    def task(self, description: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+    def task(self, description: str, total: int | None = None) -> Iterator[Callable[[float], None]]:
         if not self.enabled:
-            yield lambda n=1: None
+            yield _ignore
             return
         from rich.progress import (
             BarColumn,

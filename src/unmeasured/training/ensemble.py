@@ -48,6 +48,7 @@ import copy
 import functools
 import math
 import os
+import queue
 import signal
 import sys
 import time
@@ -813,7 +814,6 @@ def _process_pool(
     workers: int,
 ) -> None:
     import multiprocessing as mp
-    import queue
 
     arrived: queue.SimpleQueue = queue.SimpleQueue()
     pool = mp.get_context(_start_method()).Pool(workers, initializer=_init_worker, initargs=(job,))
@@ -822,8 +822,8 @@ def _process_pool(
             pool.apply_async(
                 _worker_train,
                 (masks[[k]], [seeds[k]]),
-                callback=lambda logits, k=k: arrived.put((k, logits, None)),
-                error_callback=lambda error, k=k: arrived.put((k, None, error)),
+                callback=functools.partial(_put_logits, arrived, k),
+                error_callback=functools.partial(_put_error, arrived, k),
             )
         for _ in todo:
             while True:  # a timeout keeps the wait interruptible by Ctrl-C
@@ -908,16 +908,18 @@ class _ConvStack:
         self.params: list[torch.Tensor] = []
         for i, layer in enumerate(per_model[0]):
             if isinstance(layer, nn.Conv2d):
-                w = torch.cat([m[i].weight.detach() for m in per_model])
-                b = torch.cat([m[i].bias.detach() for m in per_model])
+                pairs = [_weight_and_bias(m[i]) for m in per_model]
+                w = torch.cat([weight for weight, _ in pairs])
+                b = torch.cat([bias for _, bias in pairs])
                 self.params += [
                     w.contiguous(memory_format=torch.channels_last).requires_grad_(),
                     b.contiguous().requires_grad_(),
                 ]
                 self.plan.append(layer)
             elif isinstance(layer, nn.Linear):
-                w = torch.stack([m[i].weight.detach().T for m in per_model])
-                b = torch.stack([m[i].bias.detach()[None] for m in per_model])
+                pairs = [_weight_and_bias(m[i]) for m in per_model]
+                w = torch.stack([weight.T for weight, _ in pairs])
+                b = torch.stack([bias[None] for _, bias in pairs])
                 self.params += [w.contiguous().requires_grad_(), b.contiguous().requires_grad_()]
                 self.plan.append("linear")
             elif isinstance(layer, nn.Flatten):
@@ -1099,3 +1101,22 @@ def train_stacked(
             for i in range(0, len(query_x), rows)
         ]
     return torch.cat(out, dim=1).cpu().numpy()
+
+
+def _put_logits(arrived: queue.SimpleQueue, k: int, logits: np.ndarray) -> None:
+    """A pool worker's finished model (``apply_async``'s callback)."""
+    arrived.put((k, logits, None))
+
+
+def _put_error(arrived: queue.SimpleQueue, k: int, error: BaseException) -> None:
+    """A pool worker's failure (``apply_async``'s error callback)."""
+    arrived.put((k, None, error))
+
+
+def _weight_and_bias(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """A Conv2d's or Linear's weight and bias, detached (the grouped stack takes only layers
+    with a bias, see `_ConvStack.layers`)."""
+    weight, bias = getattr(layer, "weight", None), getattr(layer, "bias", None)
+    if not isinstance(weight, torch.Tensor) or not isinstance(bias, torch.Tensor):
+        raise RuntimeError(f"{layer!r}: a stacked layer needs a weight and a bias")
+    return weight.detach(), bias.detach()

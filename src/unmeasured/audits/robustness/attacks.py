@@ -311,9 +311,11 @@ def pgd(
     if loss not in ("ce", "dlr"):
         raise ConfigError(f"loss: PGD takes 'ce' or 'dlr'; got {loss!r}")
     alpha = _per_record(
-        default_pgd_step(radius, steps)
-        if step_size is None
-        else torch.as_tensor(step_size, dtype=x.dtype, device=x.device),
+        torch.as_tensor(
+            default_pgd_step(radius, steps) if step_size is None else step_size,
+            dtype=x.dtype,
+            device=x.device,
+        ),
         x,
     )
     best = _Best(x)

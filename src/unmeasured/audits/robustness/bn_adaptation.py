@@ -35,6 +35,13 @@ def batchnorm_layers(module: nn.Module) -> list[_BatchNorm]:
     ]
 
 
+def _running_stats(layer: _BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    """A layer's running mean and variance (`batchnorm_layers` keeps only layers that have them)."""
+    if layer.running_mean is None or layer.running_var is None:
+        raise RuntimeError(f"{layer!r} keeps no running statistics")
+    return layer.running_mean, layer.running_var
+
+
 def adapt_batchnorm(
     module: nn.Module, x: torch.Tensor, *, prior_strength: float = 0.0
 ) -> nn.Module:
@@ -74,7 +81,7 @@ def adapt_batchnorm(
     layers = batchnorm_layers(adapted)
     if not layers:
         raise TargetError("module: has no BatchNorm layer with running statistics to adapt")
-    prior = {id(layer): (layer.running_mean.clone(), layer.running_var.clone()) for layer in layers}
+    prior = {id(layer): tuple(s.clone() for s in _running_stats(layer)) for layer in layers}
     settings = {id(layer): (layer.momentum, layer.training) for layer in layers}
     for layer in layers:
         # momentum 1: the running statistics become exactly those of the one batch
@@ -86,8 +93,9 @@ def adapt_batchnorm(
     keep = prior_strength / (prior_strength + len(x))
     for layer in layers:
         mean, var = prior[id(layer)]
-        layer.running_mean.mul_(1 - keep).add_(keep * mean)
-        layer.running_var.mul_(1 - keep).add_(keep * var)
+        running_mean, running_var = _running_stats(layer)
+        running_mean.mul_(1 - keep).add_(keep * mean)
+        running_var.mul_(1 - keep).add_(keep * var)
         layer.momentum, training = settings[id(layer)]
         layer.train(training)
     return adapted

@@ -189,6 +189,8 @@ class Corrupter:
     every audit of a run sees the same corrupted records."""
 
     def __init__(self, ctx: AuditContext, x: np.ndarray, salt: str) -> None:
+        if ctx.input_bounds is None:  # the audits that corrupt require the bounds at preflight
+            raise RuntimeError("Corrupter needs the target's input bounds")
         self.x, self.bounds = x, ctx.input_bounds
         test = ctx.records("test").x
         self.reference = torch.from_numpy(test.reshape(len(test), -1))

@@ -67,7 +67,8 @@ def _convolve(u: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
 
 def _grid(radius: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     offsets = torch.arange(-radius, radius + 1, dtype=like.dtype, device=like.device)
-    return torch.meshgrid(offsets, offsets, indexing="ij")
+    rows, columns = torch.meshgrid(offsets, offsets, indexing="ij")
+    return rows, columns
 
 
 def _gaussian_kernel(sigma: float, like: torch.Tensor) -> torch.Tensor:

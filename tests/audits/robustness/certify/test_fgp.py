@@ -254,6 +254,8 @@ def test_bad_arguments_are_refused() -> None:
         fgp_certify(DIAGONAL, x + 1, 0.1, "l2", BOX)
     with pytest.raises(ConfigError, match="label"):
         fgp_certify(DIAGONAL, x, 0.1, "l2", BOX, label=5)
+    with pytest.raises(ConfigError, match="branch_share"):
+        fgp_certify(DIAGONAL, x, 0.1, "l2", BOX, branch_share=1.5)
 
 
 def test_a_convolutional_network_is_certified_through_its_dense_form() -> None:

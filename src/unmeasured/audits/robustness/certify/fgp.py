@@ -164,6 +164,8 @@ def fgp_certify(
         >>> fgp_certify(net, torch.tensor([1.0, 0.0]), 0.1, "l2").verdict in ("robust", "not_robust")
         True
     """
+    if not 0 <= branch_share <= 1:
+        raise ConfigError(f"branch_share: must be in [0, 1], got {branch_share}")
     search = _Search(network, x, eps, norm, bounds, label, max_regions, timeout, batch_size, prune)
     if search.first_witness(search.x[None]) is not None:  # a given label the network disputes
         return search.answer("not_robust", search.x)

@@ -191,3 +191,58 @@ def test_the_triangle_program_is_tighter_than_crown_on_deeper_nets() -> None:
             assert pgd_attack(network, x, label, eps, "linf") is None
     assert tighter >= pairs // 2, (tighter, pairs)
     assert gain / pairs > 0.5
+
+
+def test_l2_bounds_inside_the_box_are_those_of_the_ball_inside_the_box() -> None:
+    """``c = (1, −1, −1)`` at ``x = (0, ½, ½)``, L2 radius ½, box [0, 1]: the box alone gives
+    ``−1``, the ball alone ``−½√3``; the first coordinate cannot go below 0, so the minimum is
+    ``−½√2`` (the other two on a quarter circle), and a linear network's margin is bounded
+    exactly there."""
+    network = linear_network([[1.0, -1.0, -1.0], [0.0, 0.0, 0.0]], [0.0, 0.0])
+    x = torch.tensor([[0.0, 0.5, 0.5]], dtype=torch.float64)
+    margins = margin_lower_bounds(network, x, torch.tensor([0]), 0.5, "l2", BOX, method="crown")
+    assert margins[0, 1].item() == pytest.approx(-1.0 - 0.5 * math.sqrt(2), abs=1e-9)
+    unboxed = margin_lower_bounds(network, x, torch.tensor([0]), 0.5, "l2", None, method="crown")
+    assert unboxed[0, 1].item() == pytest.approx(-1.0 - 0.5 * math.sqrt(3), abs=1e-9)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), dims=st.integers(1, 12), radius=st.floats(0.0, 2.0))
+def test_the_ball_inside_the_box_bound_is_the_cone_programs_optimum(seed, dims, radius) -> None:
+    """Against Clarabel's solution of the same second-order cone program (a sparse ``c``, faces
+    at zero distance included): equal within 1e-6, and no sampled point of the set lies below."""
+    clarabel = pytest.importorskip("clarabel")
+    from scipy import sparse
+
+    from unmeasured.audits.robustness.certify.bounds import _ball_in_box_lower
+
+    generator = torch.Generator().manual_seed(seed)
+
+    def draw(scale: float = 1.0) -> torch.Tensor:
+        keep = torch.rand(1, dims, generator=generator, dtype=torch.float64) > 0.3
+        return torch.rand(1, dims, generator=generator, dtype=torch.float64) * keep * scale
+
+    c = (torch.randn(1, dims, generator=generator, dtype=torch.float64)) * (draw() > 0)
+    a, b = -draw(), draw()
+    r = torch.tensor([radius], dtype=torch.float64)
+    value = float(_ball_in_box_lower(c, a, b, r)[0])
+    eye = sparse.identity(dims, format="csc")
+    settings_ = clarabel.DefaultSettings()
+    settings_.verbose = False
+    optimum = (
+        clarabel.DefaultSolver(
+            sparse.csc_matrix((dims, dims)),
+            c[0].numpy(),
+            sparse.vstack([eye, -eye, sparse.csc_matrix((1, dims)), -eye]).tocsc(),
+            [*b[0].tolist(), *(-a[0]).tolist(), radius, *([0.0] * dims)],
+            [clarabel.NonnegativeConeT(2 * dims), clarabel.SecondOrderConeT(dims + 1)],
+            settings_,
+        )
+        .solve()
+        .obj_val
+    )
+    assert value == pytest.approx(optimum, abs=1e-6)
+    points = torch.rand(500, dims, generator=generator, dtype=torch.float64) * (b - a) + a
+    norms = points.norm(dim=1, keepdim=True)
+    points = torch.where(norms > radius, points * radius / norms.clamp_min(1e-300), points)
+    assert float((points @ c[0]).min()) >= value - 1e-9

@@ -391,7 +391,7 @@ def _interval_bounds(
 ) -> list[Bounds]:
     weight, bias = network.weights[0], network.biases[0]
     spec = torch.cat([weight, -weight]).expand(len(x), -1, -1)
-    lower = _input_lower(spec, x, radius, norm, bounds)
+    lower = _input_lower(spec, x, radius, norm, bounds, torch.cat([bias, -bias]))
     width = weight.shape[0]
     layers = [(lower[:, :width] + bias, -lower[:, width:] + bias)]
     for weight, bias in zip(network.weights[1:], network.biases[1:], strict=True):
@@ -425,7 +425,7 @@ def _crown_lower(
         coefficients = positive * lower_slope[:, None, :] + negative * upper_slope[:, None, :]
         constant = constant + coefficients @ network.biases[k]
         coefficients = coefficients @ network.weights[k]
-    return constant + _input_lower(coefficients, x, radius, norm, bounds)
+    return constant + _input_lower(coefficients, x, radius, norm, bounds, constant)
 
 
 def _relu_relaxation(low: torch.Tensor, high: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -445,18 +445,71 @@ def _input_lower(
     radius: torch.Tensor,
     norm: str,
     bounds: tuple[float, float] | None,
+    offset: torch.Tensor | float = 0.0,
 ) -> torch.Tensor:
-    """The minimum of ``coefficients @ x'`` ``(n, m)`` over the input set around each ``x``."""
+    """The minimum of ``coefficients @ x'`` ``(n, m)`` over the input set around each ``x``.
+
+    For L2 inside a box the better of the ball's and the box's bounds is tightened to the
+    bound over the ball inside the box (`_ball_in_box_lower`) on the rows where the bound plus
+    ``offset`` (the rest of the quantity bounded, e.g. CROWN's constant) is still negative: a
+    bound already above zero decides nothing more when raised."""
     low, high = input_box(x, radius[:, None], bounds)
     over_box = (
         coefficients.clamp_min(0) @ low[:, :, None] + coefficients.clamp_max(0) @ high[:, :, None]
     ).squeeze(-1)
     if norm == "linf":
         return over_box
-    over_ball = (coefficients @ x[:, :, None]).squeeze(-1) - radius[:, None] * coefficients.norm(
-        dim=-1
-    )
-    return torch.maximum(over_ball, over_box)
+    centre = (coefficients @ x[:, :, None]).squeeze(-1)
+    best = torch.maximum(centre - radius[:, None] * coefficients.norm(dim=-1), over_box)
+    if bounds is None:
+        return best
+    # where neither the ball nor the box alone proves the bound positive, the ball inside the box
+    rows = (best + offset < 0).nonzero(as_tuple=True)
+    if len(rows[0]):
+        inside = _ball_in_box_lower(
+            coefficients[rows], (low - x)[rows[0]], (high - x)[rows[0]], radius[rows[0]]
+        )
+        best = best.clone()
+        best[rows] = torch.maximum(best[rows], centre[rows] + inside)
+    return best
+
+
+def _ball_in_box_lower(
+    c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, radius: torch.Tensor
+) -> torch.Tensor:
+    """A lower bound on ``min c·δ`` over ``|δ|₂ ≤ radius`` and ``a ≤ δ ≤ b`` (``a ≤ 0 ≤ b``),
+    one per row of ``c`` ``(R, d)``, tight up to rounding.
+
+    The Lagrangian of the ball, ``c·δ + λ(|δ|² − r²)``, is minimised over the box coordinate by
+    coordinate at ``δ(λ) = clip(−c/(2λ), a, b)``, so its value at any ``λ ≥ 0`` is a valid lower
+    bound (weak duality). The best ``λ`` makes ``|δ(λ)| = r``; with ``t = 1/(2λ)``, ``|δ|²`` is
+    ``t²·Σ c_i²`` over the coordinates not yet at their face plus ``Σ s_i²`` over those that
+    are (``s_i`` the face's distance), piecewise quadratic between the times ``s_i/|c_i|`` at which
+    coordinates reach their face: sorted once, the piece where it crosses ``r²`` gives ``t``
+    in closed form. Where the whole box corner lies in the ball, ``λ = 0`` (the box's bound).
+    """
+    face = torch.where(c > 0, -a, b)  # how far each coordinate can move against its sign
+    square = c * c
+    times = torch.where(c != 0, face / c.abs(), torch.full_like(c, math.inf))
+    times, order = times.sort(dim=-1)
+    face_sq = face.gather(-1, order) ** 2 * (square.gather(-1, order) > 0)
+    square = square.gather(-1, order)
+    zero = torch.zeros_like(times[:, :1])
+    at_face = torch.cat([zero, face_sq.cumsum(-1)], dim=-1)  # S_k: first k at their face
+    moving = square.sum(-1, keepdim=True) - torch.cat([zero, square.cumsum(-1)], dim=-1)
+    starts = torch.cat([zero, times], dim=-1)  # the piece k starts at t = starts[k]
+    # rounding leaves crumbs where no coordinate is left moving
+    moving = torch.where(moving > 1e-12 * moving[:, :1], moving, torch.zeros_like(moving))
+    reach = torch.where(moving > 0, starts.clamp_max(torch.finfo(c.dtype).max) ** 2 * moving, 0)
+    r2 = (radius * radius)[:, None]
+    piece = ((reach + at_face) <= r2).sum(-1, keepdim=True) - 1  # the last piece starting inside
+    s_k, c_k = at_face.gather(-1, piece), moving.gather(-1, piece)
+    t = torch.where(c_k > 0, ((r2 - s_k).clamp_min(0.0) / c_k.clamp_min(1e-300)).sqrt(), math.inf)
+    t = t.clamp_min(torch.finfo(c.dtype).tiny)  # radius 0: λ huge, times |δ|² − r² = 0
+    lam = torch.where(torch.isfinite(t), 1 / (2 * t), torch.zeros_like(t))
+    delta = torch.minimum(torch.maximum(-c * t.clamp_max(torch.finfo(c.dtype).max), a), b)
+    value = (c * delta).sum(-1) + lam[:, 0] * ((delta * delta).sum(-1) - r2[:, 0])
+    return value
 
 
 def _check_eps(eps: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -207,10 +207,19 @@ def test_l2_bounds_inside_the_box_are_those_of_the_ball_inside_the_box() -> None
 
 
 @settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 10_000), dims=st.integers(1, 12), radius=st.floats(0.0, 2.0))
-def test_the_ball_inside_the_box_bound_is_the_cone_programs_optimum(seed, dims, radius) -> None:
+@given(
+    seed=st.integers(0, 10_000),
+    dims=st.integers(1, 12),
+    radius=st.floats(0.0, 2.0),
+    padding=st.sampled_from([0, 48]),
+)
+def test_the_ball_inside_the_box_bound_is_the_cone_programs_optimum(
+    seed, dims, radius, padding
+) -> None:
     """Against Clarabel's solution of the same second-order cone program (a sparse ``c``, faces
-    at zero distance included): equal within 1e-6, and no sampled point of the set lies below."""
+    at zero distance included, and with ``padding`` zero coefficients the rows of a convolution,
+    which take the path for sparse rows): equal within 1e-6, and no sampled point of the set
+    lies below."""
     clarabel = pytest.importorskip("clarabel")
     from scipy import sparse
 
@@ -218,12 +227,16 @@ def test_the_ball_inside_the_box_bound_is_the_cone_programs_optimum(seed, dims, 
 
     generator = torch.Generator().manual_seed(seed)
 
-    def draw(scale: float = 1.0) -> torch.Tensor:
-        keep = torch.rand(1, dims, generator=generator, dtype=torch.float64) > 0.3
-        return torch.rand(1, dims, generator=generator, dtype=torch.float64) * keep * scale
+    def draw(size: int = dims) -> torch.Tensor:
+        keep = torch.rand(1, size, generator=generator, dtype=torch.float64) > 0.3
+        return torch.rand(1, size, generator=generator, dtype=torch.float64) * keep
 
     c = (torch.randn(1, dims, generator=generator, dtype=torch.float64)) * (draw() > 0)
     a, b = -draw(), draw()
+    if padding:
+        c = torch.cat([c, torch.zeros(1, padding, dtype=torch.float64)], dim=1)
+        a, b = torch.cat([a, -draw(padding)], 1), torch.cat([b, draw(padding)], 1)
+        dims = c.shape[1]
     r = torch.tensor([radius], dtype=torch.float64)
     value = float(_ball_in_box_lower(c, a, b, r)[0])
     eye = sparse.identity(dims, format="csc")

@@ -488,6 +488,10 @@ def _ball_in_box_lower(
     coordinates reach their face: sorted once, the piece where it crosses ``r²`` gives ``t``
     in closed form. Where the whole box corner lies in the ball, ``λ = 0`` (the box's bound).
     """
+    used = int((c != 0).sum(-1).max()) if c.numel() else 0
+    if 0 < used <= c.shape[-1] // 4:  # sparse rows (a convolution's): only their nonzeros
+        keep = c.abs().topk(used, dim=-1).indices
+        c, a, b = c.gather(-1, keep), a.gather(-1, keep), b.gather(-1, keep)
     face = torch.where(c > 0, -a, b)  # how far each coordinate can move against its sign
     square = c * c
     times = torch.where(c != 0, face / c.abs(), torch.full_like(c, math.inf))

@@ -465,13 +465,22 @@ def _input_lower(
         return best
     # where neither the ball nor the box alone proves the bound positive, the ball inside the box
     rows = (best + offset < 0).nonzero(as_tuple=True)
-    if len(rows[0]):
+    if not len(rows[0]):
+        return best
+    best = best.clone()
+    step = max(1, BALL_IN_BOX_ENTRIES // coefficients.shape[-1])  # rows per chunk
+    for start in range(0, len(rows[0]), step):
+        record, row = rows[0][start : start + step], rows[1][start : start + step]
         inside = _ball_in_box_lower(
-            coefficients[rows], (low - x)[rows[0]], (high - x)[rows[0]], radius[rows[0]]
+            coefficients[record, row], (low - x)[record], (high - x)[record], radius[record]
         )
-        best = best.clone()
-        best[rows] = torch.maximum(best[rows], centre[rows] + inside)
+        best[record, row] = torch.maximum(best[record, row], centre[record, row] + inside)
     return best
+
+
+#: entries (rows × inputs) of the coefficients `_ball_in_box_lower` takes at once: its sort and
+#: temporaries stay a few hundred MB whatever the batch
+BALL_IN_BOX_ENTRIES = 1 << 22
 
 
 def _ball_in_box_lower(
@@ -496,8 +505,8 @@ def _ball_in_box_lower(
     square = c * c
     times = torch.where(c != 0, face / c.abs(), torch.full_like(c, math.inf))
     times, order = times.sort(dim=-1)
-    face_sq = face.gather(-1, order) ** 2 * (square.gather(-1, order) > 0)
     square = square.gather(-1, order)
+    face_sq = face.gather(-1, order) ** 2 * (square > 0)
     zero = torch.zeros_like(times[:, :1])
     at_face = torch.cat([zero, face_sq.cumsum(-1)], dim=-1)  # S_k: first k at their face
     moving = square.sum(-1, keepdim=True) - torch.cat([zero, square.cumsum(-1)], dim=-1)

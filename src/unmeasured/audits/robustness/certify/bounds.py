@@ -468,11 +468,12 @@ def _input_lower(
     if not len(rows[0]):
         return best
     best = best.clone()
+    down, up = low - x, high - x
     step = max(1, BALL_IN_BOX_ENTRIES // coefficients.shape[-1])  # rows per chunk
     for start in range(0, len(rows[0]), step):
         record, row = rows[0][start : start + step], rows[1][start : start + step]
         inside = _ball_in_box_lower(
-            coefficients[record, row], (low - x)[record], (high - x)[record], radius[record]
+            coefficients[record, row], down[record], up[record], radius[record]
         )
         best[record, row] = torch.maximum(best[record, row], centre[record, row] + inside)
     return best

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -129,6 +129,11 @@ def test_fgp_agrees_with_the_milp_and_pgd_in_linf(
     prune=st.sampled_from([None, "crown"]),
     lp_after=st.sampled_from([None, 0]),
     branch_after=st.sampled_from([None, 0]),
+)
+# a centre coordinate of 1e-24 once made SCIP's LP solver fail when the ball was written as
+# Σ (v − c)² (c and c² in the model); the ball is now over offsets with unit coefficients
+@example(
+    seed=485, point=[1.0, 1.0, 2.6e-24], eps=0.25, prune=None, lp_after=None, branch_after=None
 )
 def test_fgp_agrees_with_the_miqcp_and_pgd_in_l2(
     seed, point, eps, prune, lp_after, branch_after

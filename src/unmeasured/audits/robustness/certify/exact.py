@@ -308,12 +308,16 @@ def _solve_scip(
             if np.isfinite(hi):
                 model.addCons(expression <= float(hi))
     inputs = variables[: encoding.input_size]
-    model.addCons(
-        pyscipopt.quicksum(
-            (v - float(c)) * (v - float(c)) for v, c in zip(inputs, encoding.center, strict=True)
-        )
-        <= encoding.eps**2
-    )
+    # the ball over offsets d = v − c (unit coefficients): expanding (v − c)² puts c and c² in
+    # the model, and a centre coordinate like 1e-24 made SCIP's LP solver fail
+    offsets = []
+    n = encoding.input_size
+    box = zip(inputs, encoding.center, encoding.low[:n], encoding.high[:n], strict=True)
+    for v, c, lo, hi in box:
+        d = model.addVar(lb=float(lo) - float(c), ub=float(hi) - float(c))
+        model.addCons(v - d == float(c))
+        offsets.append(d)
+    model.addCons(pyscipopt.quicksum(d * d for d in offsets) <= encoding.eps**2)
     coefficients, constant = _objective(encoding, label, rival)
     model.setObjective(
         pyscipopt.quicksum(float(c) * variables[i] for i, c in enumerate(coefficients) if c),

@@ -221,6 +221,9 @@ class TriangleProgram:
         self._magnitude = [np.maximum(np.abs(lower_x), np.abs(upper_x))]
         self.columns, self.rows = self.inputs, 0
         self.layers: list[_Unstable] = []
+        #: each ReLU layer's pre-activation bounds as the program uses them (tightened with
+        #: ``tighten``), ``(low, high)`` of shape ``(width,)``
+        self.hidden: list[tuple[np.ndarray, np.ndarray]] = []
         # the pre-activation of the current layer as expression @ variables + constant
         expression, constant = weights[0], biases[0]
         for k, (given_low, given_high) in enumerate(hidden):
@@ -230,6 +233,7 @@ class TriangleProgram:
                 for j in np.flatnonzero((lo < 0) & (hi > 0)):
                     lo[j] = max(float(lo[j]), self.least(expression[j], constant[j]))
                     hi[j] = min(float(hi[j]), -self.least(-expression[j], -constant[j]))
+            self.hidden.append((lo, hi))
             unstable = np.flatnonzero((lo < 0) & (hi > 0))
             active = lo >= 0
             variables, new = self.columns, len(unstable)
@@ -487,6 +491,13 @@ BALL_IN_BOX_ENTRIES = 1 << 22
 def _ball_in_box_lower(
     c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, radius: torch.Tensor
 ) -> torch.Tensor:
+    """`ball_in_box` without the minimiser."""
+    return ball_in_box(c, a, b, radius)[0]
+
+
+def ball_in_box(
+    c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, radius: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A lower bound on ``min c·δ`` over ``|δ|₂ ≤ radius`` and ``a ≤ δ ≤ b`` (``a ≤ 0 ≤ b``),
     one per row of ``c`` ``(R, d)``, tight up to rounding.
 
@@ -497,6 +508,9 @@ def _ball_in_box_lower(
     are (``s_i`` the face's distance), piecewise quadratic between the times ``s_i/|c_i|`` at which
     coordinates reach their face: sorted once, the piece where it crosses ``r²`` gives ``t``
     in closed form. Where the whole box corner lies in the ball, ``λ = 0`` (the box's bound).
+
+    Returns the bound ``(R,)`` and ``t`` ``(R, 1)``: ``clip(−c·t, a, b)`` is the minimiser.
+    Differentiable in ``c`` (almost everywhere), for bounds that optimise the coefficients.
     """
     used = int((c != 0).sum(-1).max()) if c.numel() else 0
     if 0 < used <= c.shape[-1] // 4:  # sparse rows (a convolution's): only their nonzeros
@@ -521,9 +535,10 @@ def _ball_in_box_lower(
     t = torch.where(c_k > 0, ((r2 - s_k).clamp_min(0.0) / c_k.clamp_min(1e-300)).sqrt(), math.inf)
     t = t.clamp_min(torch.finfo(c.dtype).tiny)  # radius 0: λ huge, times |δ|² − r² = 0
     lam = torch.where(torch.isfinite(t), 1 / (2 * t), torch.zeros_like(t))
-    delta = torch.minimum(torch.maximum(-c * t.clamp_max(torch.finfo(c.dtype).max), a), b)
+    t = t.clamp_max(torch.finfo(c.dtype).max)
+    delta = torch.minimum(torch.maximum(-c * t, a), b)
     value = (c * delta).sum(-1) + lam[:, 0] * ((delta * delta).sum(-1) - r2[:, 0])
-    return value
+    return value, t
 
 
 def _check_eps(eps: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:

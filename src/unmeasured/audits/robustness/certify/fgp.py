@@ -86,11 +86,15 @@ from unmeasured.audits.robustness.certify.bounds import (
     margin_lower_bounds,
     pre_activation_bounds,
 )
-from unmeasured.audits.robustness.certify.branch import branch_certify, cone_solver_available
+from unmeasured.audits.robustness.certify.branch import (
+    NODE_BOUNDS,
+    branch_certify,
+    cone_solver_available,
+)
 from unmeasured.audits.robustness.certify.certificate import WITNESS_TOLERANCE, PointCertificate
 from unmeasured.audits.robustness.certify.network import ReluNetwork
 from unmeasured.audits.robustness.norms import DUAL, check_norm, inside, lp_norm
-from unmeasured.errors import ConfigError
+from unmeasured.errors import ConfigError, one_of
 
 #: a projected point is pushed this fraction past its boundary so that the label really changes
 OVERSHOOT = 1e-4
@@ -105,6 +109,8 @@ BRANCH_SHARE = 0.1
 #: APGD's steps and runs when a search hands over to branch and bound
 ATTACK_STEPS = 100
 ATTACK_RESTARTS = 3
+#: how branch and bound bounds its nodes by default, per norm (`branch.NODE_BOUNDS`)
+NODE_BOUND = {"linf": "program", "l2": "beta"}
 
 
 def fgp_certify(
@@ -122,6 +128,7 @@ def fgp_certify(
     lp_after: int | None = 200,
     branch_after: int | None = 500,
     branch_share: float = BRANCH_SHARE,
+    node_bound: str | None = None,
 ) -> PointCertificate:
     """Decide whether every input within ``eps`` of ``x`` (and inside ``bounds``) keeps the label.
 
@@ -149,6 +156,9 @@ def fgp_certify(
             regions (a region of a convolutional network costs tens of milliseconds). Before
             branch and bound, an attack (`ATTACK_STEPS` steps of APGD, `ATTACK_RESTARTS` runs)
             looks for a witness.
+        node_bound: how branch and bound bounds its nodes (`branch.NODE_BOUNDS`): ``"beta"``
+            (β-CROWN, many nodes per pass) or ``"program"`` (a linear or cone program per node);
+            None: `NODE_BOUND` of the norm.
 
     Returns:
         A `PointCertificate` (``radius`` None). ``not_robust`` comes with a witness checked on
@@ -166,7 +176,10 @@ def fgp_certify(
     """
     if not 0 <= branch_share <= 1:
         raise ConfigError(f"branch_share: must be in [0, 1], got {branch_share}")
+    if node_bound is not None and node_bound not in NODE_BOUNDS:
+        raise ConfigError(f"node_bound: choose {one_of(NODE_BOUNDS)}, got {node_bound!r}")
     search = _Search(network, x, eps, norm, bounds, label, max_regions, timeout, batch_size, prune)
+    search.node_bound = NODE_BOUND.get(norm, "program") if node_bound is None else node_bound
     if search.first_witness(search.x[None]) is not None:  # a given label the network disputes
         return search.answer("not_robust", search.x)
     if not len(search.rivals):  # the bounds rule out every rival: no boundary to search for
@@ -357,6 +370,7 @@ class _Search:
         self.batch = max(1, min(batch_size, BATCH_ENTRIES // (width * network.in_features)))
         self.max_regions, self.timeout = max_regions, timeout
         self.regions = self.nodes = 0
+        self.node_bound = "program"  # how `branch` bounds its nodes
         self.program: _BoxProgram | None = None  # built by the first region test
         self.triangle: TriangleProgram | None = None  # built by `tighten_rivals`
         self.layers: list[tuple[torch.Tensor, torch.Tensor]] | None = None
@@ -458,6 +472,7 @@ class _Search:
             self.first_witness,
             deadline=self.started + self.timeout,
             program=self.triangle,
+            node_bound=self.node_bound,
         )
         self.nodes = result.nodes
         return self.answer(result.verdict, result.witness)

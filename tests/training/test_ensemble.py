@@ -28,7 +28,7 @@ from unmeasured.training import (
     train_ensemble,
     train_stacked,
 )
-from unmeasured.training.ensemble import AUTO_MARGIN, _Job, _plan
+from unmeasured.training.ensemble import AUTO_MARGIN, _BmmStack, _Job, _plan
 
 SEEDS = [3, 4, 5, 6]
 # float32 rounding differences between one model's matrix products and the stacked ones
@@ -43,9 +43,13 @@ ATOL = 1e-4
         MLPRecipe(
             hidden=(32,), epochs=3, batch_size=50, optimizer="sgd", lr=0.05, weight_decay=1e-3
         ),
+        MLPRecipe(hidden=(32, 16), epochs=3, batch_size=32, optimizer="sgd", lr=0.05),
+        MLPRecipe(
+            hidden=(32,), epochs=2, batch_size=50, optimizer="sgd", momentum=0.0, weight_decay=0.01
+        ),
         LogisticRecipe(epochs=3, batch_size=64, weight_decay=1e-4),
     ],
-    ids=["mlp-adam", "mlp-sgd-decay", "logistic"],
+    ids=["mlp-adam", "mlp-sgd-decay", "mlp-sgd-deeper", "mlp-sgd-no-momentum", "logistic"],
 )
 def test_stacked_training_equals_training_alone(digits, masks, recipe, engine: str) -> None:
     x, y = digits
@@ -58,6 +62,58 @@ def test_stacked_training_equals_training_alone(digits, masks, recipe, engine: s
         np.testing.assert_allclose(stacked[0], alone[k], atol=ATOL)
     # different seeds and subsets give different models: the checks above are not vacuous
     assert np.abs(alone[0] - alone[1]).max() > 0.1
+
+
+@pytest.mark.parametrize(
+    ("momentum", "weight_decay"), [(0.9, 0.0), (0.9, 1e-2), (0.0, 0.0), (0.0, 1e-2)]
+)
+def test_the_written_out_sgd_step_is_autograd_and_torch_sgd(momentum, weight_decay) -> None:
+    """Twenty steps of `_BmmStack.sgd_step` on 3 stacked 20-16-8-4 MLPs, with padded (zero
+    weight) records, leave the same weights as autograd and ``torch.optim.SGD`` from the same
+    start (to float32 rounding); the weights moved by far more than that."""
+    import torch
+
+    torch.manual_seed(0)
+    models = [
+        nn.Sequential(nn.Flatten(), nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 8), nn.ReLU(),
+                      nn.Linear(8, 4))
+        for _ in range(3)
+    ]  # fmt: skip
+    by_hand, reference = _BmmStack(models), _BmmStack(models)
+    start = [p.detach().clone() for p in reference.params]
+    opt = torch.optim.SGD(reference.params, lr=0.1, momentum=momentum, weight_decay=weight_decay)
+    for step in range(20):
+        xb = torch.randn(3, 10, 20)
+        yb = torch.randint(0, 4, (3, 10))
+        weight = torch.full((3, 10), 0.1)
+        weight[:, 7:] = 0.0 if step % 2 else 0.1  # a last batch shorter than the rest
+        by_hand.sgd_step(xb, yb, weight, 0.1, momentum, weight_decay)
+        opt.zero_grad()
+        ce = nn.functional.cross_entropy(
+            reference.forward(xb).reshape(-1, 4), yb.reshape(-1), reduction="none"
+        )
+        ce.dot(weight.reshape(-1)).backward()
+        opt.step()
+    for mine, theirs, first in zip(by_hand.params, reference.params, start, strict=True):
+        torch.testing.assert_close(mine, theirs.detach(), atol=2e-6, rtol=1e-5)
+        assert (theirs.detach() - first).abs().max() > 1e-2
+
+
+def test_stacked_mlps_with_sgd_take_the_written_out_step(digits, masks, monkeypatch) -> None:
+    """The stacked trainer takes `_BmmStack.sgd_step` for an MLP with SGD, autograd for Adam."""
+    calls = []
+    original = _BmmStack.sgd_step
+    monkeypatch.setattr(
+        _BmmStack, "sgd_step", lambda self, *a: calls.append(1) or original(self, *a)
+    )
+    x, y = digits
+    sgd = MLPRecipe(hidden=(8,), epochs=1, batch_size=64, optimizer="sgd")
+    train_stacked(sgd, x, y, 10, x[:5], masks[:2], SEEDS[:2], "bmm")
+    steps = len(calls)
+    assert steps == -(-int(masks[0].sum()) // 64)
+    train_stacked(MLPRecipe(hidden=(8,), epochs=1, batch_size=64), x, y, 10, x[:5], masks[:2],
+                  SEEDS[:2], "bmm")  # fmt: skip
+    assert len(calls) == steps
 
 
 @pytest.mark.parametrize(

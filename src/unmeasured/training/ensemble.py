@@ -888,6 +888,55 @@ class _BmmStack:
         measured faster than one wide ``(B, in) @ (in, K * out)`` product)."""
         return self.forward(q.expand(self.params[0].shape[0], *q.shape))
 
+    @torch.no_grad()
+    def sgd_step(
+        self,
+        xb: torch.Tensor,
+        yb: torch.Tensor,
+        weight: torch.Tensor,
+        lr: float,
+        momentum: float,
+        weight_decay: float,
+    ) -> None:
+        """One step of ``torch.optim.SGD`` (no dampening, no Nesterov) on the loss
+        ``Σ weight · cross_entropy``, with the backward pass written out so that each weight
+        gradient lands in its momentum buffer inside the product that computes it
+        (``buffer ← momentum·buffer + aᵀ·g``, one ``baddbmm``), or, without momentum, in the
+        weights themselves: the gradient is never written to memory and read back by an
+        optimiser. The same arithmetic as autograd and ``SGD`` up to rounding; measured 1.2-1.35x
+        faster per step on the 784-256-10 MLP at batch 64 (``bench/bench_training_peak.py``).
+
+        Args:
+            xb: per-model inputs ``(K, B, ...)``; yb: labels ``(K, B)``; weight: ``(K, B)``.
+        """
+        if momentum and not hasattr(self, "buffers"):
+            self.buffers = [torch.zeros_like(p) for p in self.params]
+        inputs, pre = [xb.flatten(2)], []
+        for i in range(len(self.params) // 2):
+            z = torch.baddbmm(self.params[2 * i + 1], inputs[-1], self.params[2 * i])
+            pre.append(z)
+            inputs.append(torch.relu(z))
+        # d(loss)/d(logits): (softmax − one-hot) · weight
+        g = torch.softmax(pre[-1], dim=-1)
+        g.scatter_add_(-1, yb[..., None], torch.full_like(g[..., :1], -1.0))
+        g.mul_(weight[..., None])
+        for i in range(len(self.params) // 2 - 1, -1, -1):
+            w, b = self.params[2 * i], self.params[2 * i + 1]
+            a = inputs[i].transpose(1, 2)
+            below = torch.bmm(g, w.transpose(1, 2)).mul_(pre[i - 1] > 0) if i else None
+            if momentum:
+                bw, bb = self.buffers[2 * i], self.buffers[2 * i + 1]
+                bw.baddbmm_(a, g, beta=momentum)
+                bb.mul_(momentum).add_(g.sum(dim=1, keepdim=True))
+                if weight_decay:
+                    torch._foreach_add_([bw, bb], [w, b], alpha=weight_decay)
+                torch._foreach_add_([w, b], [bw, bb], alpha=-lr)
+            else:
+                w.baddbmm_(a, g, beta=1.0 - lr * weight_decay, alpha=-lr)
+                b.mul_(1.0 - lr * weight_decay).sub_(g.sum(dim=1, keepdim=True), alpha=lr)
+            if below is not None:
+                g = below
+
 
 class _ConvStack:
     """K CNNs as one network of grouped convolutions: model k's channels are group k, its
@@ -1074,7 +1123,9 @@ def train_stacked(
     else:
         stack = _FuncStack(models)
     del models
-    opt = recipe.make_optimizer(stack.params)
+    # SGD on a stacked MLP: the written-out step (`_BmmStack.sgd_step`), else autograd
+    by_hand = isinstance(stack, _BmmStack) and recipe.optimizer == "sgd"
+    opt = None if by_hand else recipe.make_optimizer(stack.params)
     xt, yt = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
     rngs = [np.random.default_rng([int(s), 7]) for s in seeds]  # as in recipes.batch_schedule
     n_steps = steps.pop()
@@ -1085,6 +1136,18 @@ def train_stacked(
             flat = it.view(-1)
             # index_select, not xt[it]: advanced indexing is several times slower on CPU
             xb = torch.index_select(xt, 0, flat).view(k, bs, *xt.shape[1:])
+            if opt is None:
+                stack.sgd_step(  # type: ignore[union-attr]
+                    xb,
+                    torch.index_select(yt, 0, flat).view(k, bs),
+                    wt,
+                    recipe.lr,
+                    recipe.momentum,
+                    recipe.weight_decay,
+                )
+                if on_step is not None:
+                    on_step()
+                continue
             opt.zero_grad(set_to_none=True)
             logits = stack.forward(xb).reshape(-1, num_classes)
             ce = nn.functional.cross_entropy(

@@ -52,7 +52,7 @@ import queue
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -899,31 +899,20 @@ class _BmmStack:
         weight_decay: float,
     ) -> None:
         """One step of ``torch.optim.SGD`` (no dampening, no Nesterov) on the loss
-        ``Σ weight · cross_entropy``, with the backward pass written out so that each weight
-        gradient lands in its momentum buffer inside the product that computes it
-        (``buffer ← momentum·buffer + aᵀ·g``, one ``baddbmm``), or, without momentum, in the
-        weights themselves: the gradient is never written to memory and read back by an
-        optimiser. The same arithmetic as autograd and ``SGD`` up to rounding; measured 1.2-1.35x
-        faster per step on the 784-256-10 MLP at batch 64 (``bench/bench_training_peak.py``).
+        ``Σ weight · cross_entropy``, each weight gradient landing in its momentum buffer
+        inside the product that computes it (``buffer ← momentum·buffer + aᵀ·g``, one
+        ``baddbmm``), or, without momentum, in the weights themselves: no gradient is written
+        and read back by an optimiser. The same arithmetic as autograd and ``SGD`` up to
+        rounding; measured 1.2-1.35x faster per step on the 784-256-10 MLP at batch 64
+        (``bench/bench_training_peak.py``).
 
         Args:
             xb: per-model inputs ``(K, B, ...)``; yb: labels ``(K, B)``; weight: ``(K, B)``.
         """
         if momentum and not hasattr(self, "buffers"):
             self.buffers = [torch.zeros_like(p) for p in self.params]
-        inputs, pre = [xb.flatten(2)], []
-        for i in range(len(self.params) // 2):
-            z = torch.baddbmm(self.params[2 * i + 1], inputs[-1], self.params[2 * i])
-            pre.append(z)
-            inputs.append(torch.relu(z))
-        # d(loss)/d(logits): (softmax − one-hot) · weight
-        g = torch.softmax(pre[-1], dim=-1)
-        g.scatter_add_(-1, yb[..., None], torch.full_like(g[..., :1], -1.0))
-        g.mul_(weight[..., None])
-        for i in range(len(self.params) // 2 - 1, -1, -1):
+        for i, a, g in self._backward(xb, yb, weight):
             w, b = self.params[2 * i], self.params[2 * i + 1]
-            a = inputs[i].transpose(1, 2)
-            below = torch.bmm(g, w.transpose(1, 2)).mul_(pre[i - 1] > 0) if i else None
             if momentum:
                 bw, bb = self.buffers[2 * i], self.buffers[2 * i + 1]
                 bw.baddbmm_(a, g, beta=momentum)
@@ -934,6 +923,28 @@ class _BmmStack:
             else:
                 w.baddbmm_(a, g, beta=1.0 - lr * weight_decay, alpha=-lr)
                 b.mul_(1.0 - lr * weight_decay).sub_(g.sum(dim=1, keepdim=True), alpha=lr)
+
+    def _backward(
+        self, xb: torch.Tensor, yb: torch.Tensor, weight: torch.Tensor
+    ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """The forward pass and the backward pass written out, last layer first: per layer
+        ``i`` its input transposed ``aᵀ`` ``(K, in, B)`` and the loss's gradient ``g`` by its
+        output ``(K, B, out)``, so that ``aᵀ·g`` and ``Σ_B g`` are the weight's and the bias's
+        gradients. The layer's weights may be changed once it is yielded."""
+        inputs, pre = [xb.flatten(2)], []
+        for i in range(len(self.params) // 2):
+            z = torch.baddbmm(self.params[2 * i + 1], inputs[-1], self.params[2 * i])
+            pre.append(z)
+            inputs.append(torch.relu(z))
+        # d(loss)/d(logits): (softmax − one-hot) · weight
+        g = torch.softmax(pre[-1], dim=-1)
+        g.scatter_add_(-1, yb[..., None], torch.full_like(g[..., :1], -1.0))
+        g.mul_(weight[..., None])
+        for i in range(len(self.params) // 2 - 1, -1, -1):
+            below = None
+            if i:  # through this layer's weights before they change
+                below = torch.bmm(g, self.params[2 * i].transpose(1, 2)).mul_(pre[i - 1] > 0)
+            yield i, inputs[i].transpose(1, 2), g
             if below is not None:
                 g = below
 
@@ -1137,13 +1148,9 @@ def train_stacked(
             # index_select, not xt[it]: advanced indexing is several times slower on CPU
             xb = torch.index_select(xt, 0, flat).view(k, bs, *xt.shape[1:])
             if opt is None:
+                yb = torch.index_select(yt, 0, flat).view(k, bs)
                 stack.sgd_step(  # type: ignore[union-attr]
-                    xb,
-                    torch.index_select(yt, 0, flat).view(k, bs),
-                    wt,
-                    recipe.lr,
-                    recipe.momentum,
-                    recipe.weight_decay,
+                    xb, yb, wt, recipe.lr, recipe.momentum, recipe.weight_decay
                 )
                 if on_step is not None:
                     on_step()

@@ -250,6 +250,8 @@ if __name__ == "__main__":
     training_peak("training_peak_cpu_2threads_fork")
     training_peak("training_peak_cpu_2threads_cnn_6epochs")
     training_peak("training_peak_cpu_2threads_mlp_6epochs")
+    training_peak("training_peak_cpu_2threads_mlp_paired")
+    training_peak("training_peak_cpu_2threads_mlp_sgd_by_hand")
     for run in (
         "certify_fmnist_mlp_linf_branch",
         "certify_fmnist_mlp_l2_branch",
